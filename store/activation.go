@@ -116,20 +116,26 @@ func (a *Activation) Clone() *Activation {
 	return &c
 }
 
-// Summary returns the copy a list without documents returns: OpenWhisk's
-// summaryAsJson, with neither result nor logs.
+// Summary returns the copy a list without documents returns: the value of
+// OpenWhisk's activations views (summaryAsJson), with neither subject, result
+// nor logs. Like the views, it computes duration as End-Start and carries end,
+// duration and status code only for activations that have ended.
 func (a *Activation) Summary() *Activation {
-	c := a.Clone()
-	c.Response.Result = nil
-	c.Response.Size = nil
-	c.Logs = nil
-	c.Subject = ""
-	if c.HasEnd() {
-		d := c.DurationMillis()
+	c := &Activation{
+		Namespace:    a.Namespace,
+		Name:         a.Name,
+		ActivationID: a.ActivationID,
+		Start:        a.Start,
+		Cause:        a.Cause,
+		Version:      a.Version,
+		Publish:      a.Publish,
+		Annotations:  a.Clone().Annotations,
+	}
+	if a.HasEnd() {
+		d := a.End.UnixMilli() - a.Start.UnixMilli()
+		c.End = a.End
 		c.Duration = &d
-	} else {
-		c.Duration = nil
-		c.Response.StatusCode = 0
+		c.Response.StatusCode = a.Response.StatusCode
 	}
 	return c
 }

@@ -1,0 +1,314 @@
+// Package memory is an in-memory activation store: the reference
+// implementation of the store contract, and the primary that unit tests of
+// controllers and invokers use.
+//
+// List and Count read indexes kept per namespace and per namespace+name
+// (OpenWhisk's two activation views), so they cost O(log n + result) rather
+// than a scan of every record. Records are copied in and out: callers never
+// share memory with the store.
+package memory
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/go-whisk/activationstore/store"
+)
+
+// Store is an in-memory store.Store and store.BatchStorer, safe for
+// concurrent use. The zero value is not usable; call New.
+type Store struct {
+	mu     sync.RWMutex
+	docs   map[string]*store.Activation // by document id
+	byNS   map[string]*index            // namespace view
+	byName map[string]*index            // filters view: namespace/pathFilter
+}
+
+var (
+	_ store.Store       = (*Store)(nil)
+	_ store.BatchStorer = (*Store)(nil)
+)
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{
+		docs:   make(map[string]*store.Activation),
+		byNS:   make(map[string]*index),
+		byName: make(map[string]*index),
+	}
+}
+
+// Store stores a copy of a. A record with the same namespace and id is a conflict.
+func (s *Store) Store(ctx context.Context, a *store.Activation, _ store.UserContext) (store.DocInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return store.DocInfo{}, err
+	}
+	if err := store.ValidateActivation(a); err != nil {
+		return store.DocInfo{}, err
+	}
+	c := a.Clone()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.insertLocked(c)
+}
+
+// StoreBatch stores every record under one lock; results align with as.
+func (s *Store) StoreBatch(ctx context.Context, as []*store.Activation, _ store.UserContext) ([]store.BatchResult, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	res := make([]store.BatchResult, len(as))
+	clones := make([]*store.Activation, len(as))
+	for i, a := range as {
+		if err := store.ValidateActivation(a); err != nil {
+			res[i].Err = err
+			continue
+		}
+		clones[i] = a.Clone()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, c := range clones {
+		if c != nil {
+			res[i].DocInfo, res[i].Err = s.insertLocked(c)
+		}
+	}
+	return res, nil
+}
+
+func (s *Store) insertLocked(a *store.Activation) (store.DocInfo, error) {
+	id := a.DocID()
+	if _, ok := s.docs[id]; ok {
+		return store.DocInfo{}, store.ConflictError(id)
+	}
+	s.docs[id] = a
+	e := entry{start: a.Start.UnixMilli(), id: id}
+	indexFor(s.byNS, a.Namespace).insert(e)
+	indexFor(s.byName, a.Namespace+"/"+filterPath(a)).insert(e)
+	return store.DocInfo{ID: id}, nil
+}
+
+// Get returns a copy of the record.
+func (s *Store) Get(ctx context.Context, namespace, activationID string, _ store.UserContext) (*store.Activation, error) {
+	if err := validateKey(ctx, namespace, activationID); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	a, ok := s.docs[store.DocID(namespace, activationID)]
+	s.mu.RUnlock()
+	if !ok {
+		return nil, store.NotFoundError(namespace, activationID)
+	}
+	return a.Clone(), nil
+}
+
+// Delete removes the record.
+func (s *Store) Delete(ctx context.Context, namespace, activationID string, _ store.UserContext) error {
+	if err := validateKey(ctx, namespace, activationID); err != nil {
+		return err
+	}
+	id := store.DocID(namespace, activationID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.docs[id]
+	if !ok {
+		return store.NotFoundError(namespace, activationID)
+	}
+	delete(s.docs, id)
+	e := entry{start: a.Start.UnixMilli(), id: id}
+	removeFrom(s.byNS, a.Namespace, e)
+	removeFrom(s.byName, a.Namespace+"/"+filterPath(a), e)
+	return nil
+}
+
+// List returns the matching records newest first: whole copies with
+// q.IncludeDocs, summaries otherwise.
+func (s *Store) List(ctx context.Context, q store.Query, _ store.UserContext) ([]*store.Activation, error) {
+	if err := validateQuery(ctx, q); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ix := s.indexOf(q)
+	if ix == nil {
+		return []*store.Activation{}, nil
+	}
+	lo, hi := ix.window(q)
+	hi -= q.Skip // skip drops the newest
+	if q.Limit > 0 && hi-lo > q.Limit {
+		lo = hi - q.Limit
+	}
+	out := make([]*store.Activation, 0, max(hi-lo, 0))
+	for i := hi - 1; i >= lo; i-- {
+		a := s.docs[ix.entries[i].id]
+		if q.IncludeDocs {
+			out = append(out, a.Clone())
+		} else {
+			out = append(out, a.Summary())
+		}
+	}
+	return out, nil
+}
+
+// Count returns the number of matching records minus q.Skip, floored at 0.
+func (s *Store) Count(ctx context.Context, q store.Query, _ store.UserContext) (int, error) {
+	q.Limit = 0 // count ignores limit
+	if err := validateQuery(ctx, q); err != nil {
+		return 0, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ix := s.indexOf(q)
+	if ix == nil {
+		return 0, nil
+	}
+	lo, hi := ix.window(q)
+	return max(hi-lo-q.Skip, 0), nil
+}
+
+// Len returns the number of records stored.
+func (s *Store) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.docs)
+}
+
+func (s *Store) indexOf(q store.Query) *index {
+	if q.Name != "" {
+		return s.byName[q.Namespace+"/"+q.Name]
+	}
+	return s.byNS[q.Namespace]
+}
+
+func validateKey(ctx context.Context, namespace, activationID string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := store.ValidateNamespace(namespace); err != nil {
+		return err
+	}
+	return store.ValidateActivationID(activationID)
+}
+
+func validateQuery(ctx context.Context, q store.Query) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return store.ValidateQuery(q)
+}
+
+// filterPath is the name part of the filters view's key (whisks-filters
+// v2.1.1): the binding's package and the name when invoked through a binding,
+// the package and the name for a packaged action, the name otherwise.
+func filterPath(a *store.Activation) string {
+	if b, ok := stringAnnotation(a, "binding"); ok {
+		if _, pkg, found := strings.Cut(b, "/"); found {
+			pkg, _, _ = strings.Cut(pkg, "/")
+			return pkg + "/" + a.Name
+		}
+		// JavaScript's split("/")[1] of a value without "/" is undefined.
+		return "undefined/" + a.Name
+	}
+	if p, ok := stringAnnotation(a, "path"); ok {
+		if segs := strings.Split(p, "/"); len(segs) == 3 {
+			return segs[1] + "/" + a.Name
+		}
+	}
+	return a.Name
+}
+
+func stringAnnotation(a *store.Activation, key string) (string, bool) {
+	raw, ok := a.Annotation(key)
+	if !ok {
+		return "", false
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// entry orders records as the views do: by start, then document id.
+type entry struct {
+	start int64
+	id    string
+}
+
+func (e entry) compare(o entry) int {
+	if e.start != o.start {
+		if e.start < o.start {
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(e.id, o.id)
+}
+
+// index holds entries in ascending order. Activations mostly arrive in start
+// order, so inserts are mostly appends.
+type index struct{ entries []entry }
+
+func indexFor(m map[string]*index, key string) *index {
+	ix := m[key]
+	if ix == nil {
+		ix = &index{}
+		m[key] = ix
+	}
+	return ix
+}
+
+func (ix *index) insert(e entry) {
+	n := len(ix.entries)
+	if n == 0 || ix.entries[n-1].compare(e) < 0 {
+		ix.entries = append(ix.entries, e)
+		return
+	}
+	i, _ := slices.BinarySearchFunc(ix.entries, e, entry.compare)
+	ix.entries = slices.Insert(ix.entries, i, e)
+}
+
+func removeFrom(m map[string]*index, key string, e entry) {
+	ix := m[key]
+	if ix == nil {
+		return
+	}
+	if i, found := slices.BinarySearchFunc(ix.entries, e, entry.compare); found {
+		ix.entries = slices.Delete(ix.entries, i, i+1)
+	}
+	if len(ix.entries) == 0 {
+		delete(m, key)
+	}
+}
+
+// window returns the half-open range [lo, hi) of entries whose start lies
+// in [q.Since, q.Upto], both inclusive.
+func (ix *index) window(q store.Query) (lo, hi int) {
+	hi = len(ix.entries)
+	if !q.Since.IsZero() {
+		since := q.Since.UnixMilli()
+		lo, _ = slices.BinarySearchFunc(ix.entries, since, func(e entry, t int64) int {
+			return cmpInt(e.start, t)
+		})
+	}
+	if !q.Upto.IsZero() {
+		upto := q.Upto.UnixMilli()
+		hi, _ = slices.BinarySearchFunc(ix.entries, upto+1, func(e entry, t int64) int {
+			return cmpInt(e.start, t)
+		})
+	}
+	return lo, max(hi, lo)
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
