@@ -21,9 +21,6 @@ import (
 type Broker struct {
 	cluster *kfake.Cluster
 	addrs   []string
-	// transport is private to this broker, so topic metadata is never served
-	// from kafka-go's shared 6 s cache.
-	transport *kafka.Transport
 }
 
 // Start starts a broker on 127.0.0.1 and a free port; it is closed when the
@@ -52,17 +49,18 @@ func New(opts ...kfake.Opt) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Broker{
-		cluster:   c,
-		addrs:     c.ListenAddrs(),
-		transport: &kafka.Transport{MetadataTTL: time.Millisecond, IdleTimeout: time.Second},
-	}, nil
+	return &Broker{cluster: c, addrs: c.ListenAddrs()}, nil
 }
 
 // Close stops the broker and drops its data.
-func (b *Broker) Close() {
-	b.transport.CloseIdleConnections()
-	b.cluster.Close()
+func (b *Broker) Close() { b.cluster.Close() }
+
+// client returns an admin client on a transport of its own, so that topic
+// metadata is never served from kafka-go's shared 6 s cache. Close the
+// transport after use.
+func (b *Broker) client() (*kafka.Client, *kafka.Transport) {
+	tr := &kafka.Transport{}
+	return &kafka.Client{Addr: kafka.TCP(b.addrs...), Transport: tr, Timeout: 10 * time.Second}, tr
 }
 
 // Addr is the address of the broker, "127.0.0.1:port".
@@ -89,7 +87,8 @@ func (b *Broker) CreateTopicContext(ctx context.Context, name string, partitions
 	for k, v := range configs {
 		entries = append(entries, kafka.ConfigEntry{ConfigName: k, ConfigValue: v})
 	}
-	client := &kafka.Client{Addr: kafka.TCP(b.addrs...), Transport: b.transport, Timeout: 10 * time.Second}
+	client, tr := b.client()
+	defer tr.CloseIdleConnections()
 	res, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
 		Topic: name, NumPartitions: partitions, ReplicationFactor: 1, ConfigEntries: entries,
 	}}})
@@ -101,7 +100,8 @@ func (b *Broker) CreateTopicContext(ctx context.Context, name string, partitions
 
 // EndOffsets returns the high-water mark of every partition of topic.
 func (b *Broker) EndOffsets(ctx context.Context, topic string) (map[int]int64, error) {
-	client := &kafka.Client{Addr: kafka.TCP(b.addrs...), Transport: b.transport, Timeout: 10 * time.Second}
+	client, tr := b.client()
+	defer tr.CloseIdleConnections()
 	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return nil, err
