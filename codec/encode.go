@@ -1,0 +1,311 @@
+package codec
+
+import (
+	"strconv"
+	"unicode/utf8"
+	"unsafe"
+
+	"github.com/go-whisk/activationstore/store"
+)
+
+// form selects which of OpenWhisk's JSON forms of a WhiskActivation to write.
+type form uint8
+
+const (
+	formSerdes   form = iota // WhiskActivation.serdes: acks, topics, CouchDB documents
+	formExtended             // toExtendedJson: API replies
+	formSummary              // summaryAsJson / the activations views' values
+)
+
+var statusMessages = [...]string{
+	store.StatusSuccess:          "success",
+	store.StatusApplicationError: "application error",
+	store.StatusDeveloperError:   "action developer error",
+	store.StatusWhiskError:       "whisk internal error",
+}
+
+// sizeHint estimates the encoded size, so one allocation usually suffices.
+func sizeHint(a *store.Activation) int {
+	n := 320 + len(a.Namespace) + len(a.Name) + len(a.Subject) + len(a.Version) + len(a.Response.Result)
+	for _, l := range a.Logs {
+		n += len(l) + 3
+	}
+	for _, an := range a.Annotations {
+		n += len(an.Key) + len(an.Value) + 24
+	}
+	return n + n/8 // room for escapes
+}
+
+func appendActivation(dst []byte, a *store.Activation, f form, field string) ([]byte, error) {
+	var err error
+	dst = append(dst, `"namespace":`...)
+	dst = appendString(dst, a.Namespace)
+	dst = append(dst, `,"name":`...)
+	dst = appendString(dst, a.Name)
+	if f != formSummary {
+		dst = append(dst, `,"subject":`...)
+		dst = appendString(dst, a.Subject)
+	}
+	dst = append(dst, `,"activationId":`...)
+	dst = appendString(dst, a.ActivationID)
+	dst = append(dst, `,"start":`...)
+	dst = strconv.AppendInt(dst, timeToMs(a.Start), 10)
+	if f == formSerdes || a.HasEnd() {
+		dst = append(dst, `,"end":`...)
+		dst = strconv.AppendInt(dst, timeToMs(a.End), 10)
+	}
+	if a.Cause != "" {
+		dst = append(dst, `,"cause":`...)
+		dst = appendString(dst, a.Cause)
+	}
+	switch f {
+	case formSerdes:
+		dst = append(dst, `,"response":`...)
+		if dst, err = appendResponse(dst, &a.Response, join(field, "response")); err != nil {
+			return nil, err
+		}
+	case formExtended:
+		c := a.Response.StatusCode
+		if c < 0 || c >= len(statusMessages) {
+			return nil, invalidInput(join(field, "response.statusCode"), "is "+itoa(c)+": the extended form needs 0, 1, 2 or 3")
+		}
+		dst = append(dst, `,"response":{`...)
+		if a.Response.Result != nil {
+			dst = append(dst, `"result":`...)
+			if dst, err = appendRaw(dst, a.Response.Result, join(field, "response.result")); err != nil {
+				return nil, err
+			}
+			dst = append(dst, ',')
+		}
+		if a.Response.Size != nil {
+			dst = append(dst, `"size":`...)
+			dst = strconv.AppendInt(dst, *a.Response.Size, 10)
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `"success":`...)
+		dst = strconv.AppendBool(dst, c == store.StatusSuccess)
+		dst = append(dst, `,"status":"`...)
+		dst = append(dst, statusMessages[c]...)
+		dst = append(dst, `"}`...)
+	}
+	if f != formSummary {
+		dst = append(dst, `,"logs":[`...)
+		for i, l := range a.Logs {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, l)
+		}
+		dst = append(dst, ']')
+	}
+	dst = append(dst, `,"version":`...)
+	if a.Version == "" {
+		dst = appendString(dst, store.DefaultVersion)
+	} else {
+		dst = appendString(dst, a.Version)
+	}
+	dst = append(dst, `,"publish":`...)
+	dst = strconv.AppendBool(dst, a.Publish)
+	dst = append(dst, `,"annotations":[`...)
+	for i := range a.Annotations {
+		an := &a.Annotations[i]
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"key":`...)
+		dst = appendString(dst, an.Key)
+		dst = append(dst, `,"value":`...)
+		if len(an.Value) == 0 {
+			dst = append(dst, "null"...)
+		} else if dst, err = appendRaw(dst, an.Value, join(field, "annotations["+itoa(i)+"].value")); err != nil {
+			return nil, err
+		}
+		if an.Init {
+			dst = append(dst, `,"init":true`...)
+		}
+		if an.Encryption != "" {
+			dst = append(dst, `,"encryption":`...)
+			dst = appendString(dst, an.Encryption)
+		}
+		dst = append(dst, '}')
+	}
+	dst = append(dst, ']')
+	switch {
+	case f != formSerdes && a.HasEnd():
+		// toExtendedJson and summaryAsJson: duration.getOrElse(end - start)
+		dst = append(dst, `,"duration":`...)
+		dst = strconv.AppendInt(dst, a.DurationMillis(), 10)
+	case f != formSummary && a.Duration != nil:
+		dst = append(dst, `,"duration":`...)
+		dst = strconv.AppendInt(dst, *a.Duration, 10)
+	}
+	if f == formSummary && a.HasEnd() {
+		dst = append(dst, `,"statusCode":`...)
+		dst = strconv.AppendInt(dst, int64(a.Response.StatusCode), 10)
+	}
+	return dst, nil
+}
+
+func appendResponse(dst []byte, r *store.Response, field string) ([]byte, error) {
+	var err error
+	dst = append(dst, `{"statusCode":`...)
+	dst = strconv.AppendInt(dst, int64(r.StatusCode), 10)
+	if r.Result != nil {
+		dst = append(dst, `,"result":`...)
+		if dst, err = appendRaw(dst, r.Result, join(field, "result")); err != nil {
+			return nil, err
+		}
+	}
+	if r.Size != nil {
+		dst = append(dst, `,"size":`...)
+		dst = strconv.AppendInt(dst, *r.Size, 10)
+	}
+	return append(dst, '}'), nil
+}
+
+// appendRaw appends a raw JSON value, checking it and compacting it.
+func appendRaw(dst, raw []byte, field string) ([]byte, error) {
+	d := decoder{data: raw}
+	d.ws()
+	start := d.pos
+	d.sawSpace, d.sawBadUTF8 = false, false
+	if err := d.skip(); err != nil {
+		return nil, invalidInput(field, "is not valid JSON: "+err.(*Error).Reason)
+	}
+	end := d.pos
+	inner := d.sawSpace || d.sawBadUTF8
+	if err := d.end(); err != nil {
+		return nil, invalidInput(field, "is not valid JSON: "+err.(*Error).Reason)
+	}
+	if !inner {
+		return append(dst, raw[start:end]...), nil
+	}
+	return compact(dst, raw[start:end]), nil
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string. Like spray-json's compactPrint
+// it does not escape HTML characters; invalid UTF-8 becomes U+FFFD.
+func appendString(dst []byte, s string) []byte {
+	// A read-only byte view of s, so the fast scan needs no copy.
+	b := unsafe.Slice(unsafe.StringData(s), len(s))
+	dst = append(dst, '"')
+	for i := 0; i < len(b); {
+		n := plainLen(b[i:])
+		dst = append(dst, b[i:i+n]...)
+		i += n
+		if i >= len(b) {
+			break
+		}
+		c := b[i]
+		switch {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+			i++
+		case c < 0x20:
+			switch c {
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+		default:
+			r, size := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && size == 1 {
+				dst = append(dst, `\ufffd`...)
+			} else {
+				dst = append(dst, b[i:i+size]...)
+			}
+			i += size
+		}
+	}
+	return append(dst, '"')
+}
+
+// maxParents bounds a chain of parent transaction ids, so that a cycle
+// built by mistake fails instead of looping.
+const maxParents = 100
+
+func appendTID(dst []byte, t *TransactionID, depth int) ([]byte, error) {
+	if depth > maxParents {
+		return nil, invalidInput("transid", "has more than "+itoa(maxParents)+" nested parents (a cycle?)")
+	}
+	dst = append(dst, '[')
+	dst = appendString(dst, t.ID)
+	dst = append(dst, ',')
+	dst = strconv.AppendInt(dst, timeToMs(t.Start), 10)
+	if t.ExtraLogging {
+		dst = append(dst, ",true"...)
+	}
+	if t.Parent != nil {
+		dst = append(dst, ',')
+		var err error
+		if dst, err = appendTID(dst, t.Parent, depth+1); err != nil {
+			return nil, err
+		}
+	}
+	return append(dst, ']'), nil
+}
+
+func appendInstance(dst []byte, in *InstanceID) ([]byte, error) {
+	if len(in.Raw) > 0 {
+		return appendRaw(dst, in.Raw, "instance")
+	}
+	if in.Type != "" && in.Type != "invoker" || in.AsString != "" {
+		dst = append(dst, `{"asString":`...)
+		dst = appendString(dst, in.AsString)
+		if in.Type != "" {
+			dst = append(dst, `,"instanceType":`...)
+			dst = appendString(dst, in.Type)
+		}
+		return append(dst, '}'), nil
+	}
+	dst = append(dst, `{"instance":`...)
+	dst = strconv.AppendInt(dst, int64(in.Instance), 10)
+	if in.UniqueName != "" {
+		dst = append(dst, `,"uniqueName":`...)
+		dst = appendString(dst, in.UniqueName)
+	}
+	if in.DisplayedName != "" {
+		dst = append(dst, `,"displayedName":`...)
+		dst = appendString(dst, in.DisplayedName)
+	}
+	dst = append(dst, `,"userMemory":`...)
+	dst = appendString(dst, in.UserMemory)
+	if in.BusyMemory != "" {
+		dst = append(dst, `,"busyMemory":`...)
+		dst = appendString(dst, in.BusyMemory)
+	}
+	if in.Type != "" {
+		dst = append(dst, `,"instanceType":`...)
+		dst = appendString(dst, in.Type)
+	}
+	if in.Tags != nil || in.DedicatedNamespaces != nil {
+		dst = append(dst, `,"tags":`...)
+		dst = appendStrings(dst, in.Tags)
+		dst = append(dst, `,"dedicatedNamespaces":`...)
+		dst = appendStrings(dst, in.DedicatedNamespaces)
+	}
+	return append(dst, '}'), nil
+}
+
+func appendStrings(dst []byte, list []string) []byte {
+	dst = append(dst, '[')
+	for i, s := range list {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, s)
+	}
+	return append(dst, ']')
+}

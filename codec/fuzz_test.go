@@ -1,0 +1,139 @@
+package codec_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/go-whisk/activationstore/codec"
+)
+
+// seedVectors adds every vector file (shared and extra) to the corpus.
+func seedVectors(f *testing.F) {
+	n := 0
+	for _, dir := range []string{vectors, "testdata/extra"} {
+		err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(p, ".json") {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			f.Add(b)
+			n++
+			return nil
+		})
+		if err != nil {
+			f.Fatal(err)
+		}
+	}
+	if n < 60 {
+		f.Fatalf("seeded only %d vectors", n)
+	}
+}
+
+func checkFailure(t *testing.T, err error) {
+	t.Helper()
+	var ce *codec.Error
+	if !errors.Is(err, codec.ErrMalformed) || !errors.As(err, &ce) || ce.Reason == "" {
+		t.Fatalf("untyped or empty error %T: %v", err, err)
+	}
+}
+
+// FuzzDecode: Decode never panics; it fails with a *codec.Error, or the
+// message re-encodes and decodes back to an equal message.
+func FuzzDecode(f *testing.F) {
+	seedVectors(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := codec.Decode(b)
+		if err != nil {
+			if m != nil {
+				t.Fatalf("message %T returned with error", m)
+			}
+			checkFailure(t, err)
+			return
+		}
+		out, err := codec.Marshal(m)
+		if err != nil {
+			t.Fatalf("re-encoding %T failed: %v", m, err)
+		}
+		again, err := codec.Decode(out)
+		if err != nil {
+			t.Fatalf("decoding the re-encoding failed: %v\n%s", err, out)
+		}
+		if !reflect.DeepEqual(m, again) {
+			t.Fatalf("decode(encode(m)) != m\n m: %#v\n again: %#v\n%s", m, again, out)
+		}
+	})
+}
+
+// FuzzUnmarshalActivation: the same property for the activation reader,
+// which must also agree with Decode on plain activations.
+func FuzzUnmarshalActivation(f *testing.F) {
+	seedVectors(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := codec.UnmarshalActivation(b)
+		if err != nil {
+			if a != nil {
+				t.Fatal("activation returned with error")
+			}
+			checkFailure(t, err)
+			return
+		}
+		out, err := codec.MarshalActivation(a)
+		if err != nil {
+			t.Fatalf("re-encoding failed: %v", err)
+		}
+		again, err := codec.UnmarshalActivation(out)
+		if err != nil {
+			t.Fatalf("decoding the re-encoding failed: %v\n%s", err, out)
+		}
+		if !reflect.DeepEqual(a, again) {
+			t.Fatalf("unmarshal(marshal(a)) != a\n%#v\n%#v", a, again)
+		}
+		for _, marshal := range []func() ([]byte, error){
+			func() ([]byte, error) { return codec.MarshalSummary(a) },
+			func() ([]byte, error) { return codec.MarshalDocument(a, a.Start) },
+		} {
+			if _, err := marshal(); err != nil {
+				t.Fatalf("other forms: %v", err)
+			}
+		}
+	})
+}
+
+// FuzzUnmarshalDocument covers the document and summary readers.
+func FuzzUnmarshalDocument(f *testing.F) {
+	seedVectors(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		doc, err := codec.UnmarshalDocument(b)
+		if err != nil {
+			checkFailure(t, err)
+		} else {
+			out, err := doc.MarshalJSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := codec.UnmarshalDocument(out)
+			if err != nil || !reflect.DeepEqual(doc.Activation, again.Activation) {
+				t.Fatalf("document round trip: %v", err)
+			}
+		}
+		s, err := codec.UnmarshalSummary(b)
+		if err != nil {
+			checkFailure(t, err)
+			return
+		}
+		out, err := codec.MarshalSummary(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := codec.UnmarshalSummary(out); err != nil {
+			t.Fatalf("summary round trip: %v\n%s", err, out)
+		}
+	})
+}
