@@ -1,0 +1,192 @@
+package couchtest
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("COUCHTEST_CHILD") == "1" {
+		runChild()
+		return
+	}
+	Main(m)
+}
+
+// runChild starts a server, prints its URL and waits to be killed.
+func runChild() {
+	s, err := Start(context.Background())
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	fmt.Println(s.URL())
+	select {}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+var validDBName = regexp.MustCompile(`^[a-z][a-z0-9_$()+/-]*$`)
+
+func TestDBNameIsValidAndUnique(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100 {
+		n := DBName(t)
+		if !validDBName.MatchString(n) || len(n) > 238 {
+			t.Fatalf("DBName %q is not a valid CouchDB database name", n)
+		}
+		if seen[n] {
+			t.Fatalf("DBName repeated %q", n)
+		}
+		seen[n] = true
+	}
+}
+
+func TestDocumentETagIsRevision(t *testing.T) {
+	ctx := ctxT(t)
+	base, db := URL(t), DBName(t)
+	if err := CreateDB(ctx, base, db); err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateDB(ctx, base, db); err != nil {
+		t.Fatalf("CreateDB on an existing database: %v", err)
+	}
+	docPath := "/" + db + "/" + url.PathEscape("guest/0123")
+	status, body, err := Do(ctx, http.MethodPut, base, docPath, []byte(`{"a":1}`))
+	if err != nil || status != http.StatusCreated {
+		t.Fatalf("PUT: %d %s %v", status, body, err)
+	}
+	var put struct{ ID, Rev string }
+	if err := json.Unmarshal(body, &put); err != nil || put.ID != "guest/0123" {
+		t.Fatalf("PUT reply %s: %v (id must stay one segment)", body, err)
+	}
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		req, _ := http.NewRequestWithContext(ctx, method, base+docPath, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got, want := resp.Header.Get("ETag"), `"`+put.Rev+`"`; got != want {
+			t.Errorf("%s ETag = %q, want %q", method, got, want)
+		}
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodDelete, base+docPath+"?rev="+put.Rev, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("ETag"), `"2-`) {
+		t.Errorf("DELETE: %s, ETag %q; want 200 and the tombstone's revision", resp.Status, resp.Header.Get("ETag"))
+	}
+	status, _, _ = Do(ctx, http.MethodGet, base, docPath, nil)
+	if status != http.StatusNotFound {
+		t.Errorf("GET after DELETE: %d, want 404", status)
+	}
+}
+
+func TestBulkDocs(t *testing.T) {
+	ctx := ctxT(t)
+	base, db := URL(t), DBName(t)
+	if err := CreateDB(ctx, base, db); err != nil {
+		t.Fatal(err)
+	}
+	docs := [][]byte{[]byte(`{"_id":"a"}`), []byte(`{"_id":"b"}`)}
+	if err := BulkDocs(ctx, base, db, docs); err != nil {
+		t.Fatal(err)
+	}
+	err := BulkDocs(ctx, base, db, [][]byte{[]byte(`{"_id":"c"}`), []byte(`{"_id":"a"}`)})
+	if err == nil || !strings.Contains(err.Error(), "1 of 2") || !strings.Contains(err.Error(), "conflict") {
+		t.Fatalf("BulkDocs with a duplicate: %v, want 1 of 2 rejected as conflict", err)
+	}
+	if err := BulkDocs(ctx, base, "missing_"+db, docs); err == nil {
+		t.Fatal("BulkDocs to a missing database succeeded")
+	}
+}
+
+func TestDeleteDBMissingIsNotAnError(t *testing.T) {
+	if err := DeleteDB(ctxT(t), URL(t), DBName(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestServerCloseStopsNode(t *testing.T) {
+	if os.Getenv(EnvURL) != "" {
+		// Start needs node even then; the check below is about the bundled server.
+		t.Log("COUCHDB_URL is set; testing the bundled server anyway")
+	}
+	s, err := Start(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := waitReady(ctxT(t), http.DefaultClient, s.URL(), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s.cmd.ProcessState == nil {
+		t.Fatal("Close returned before the node process exited")
+	}
+	if _, err := http.Get(s.URL() + "/"); err == nil {
+		t.Fatal("server still answers after Close")
+	}
+}
+
+// A test binary killed outright (no Main, no cleanup) leaves no node process.
+func TestServerDiesWithParent(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "COUCHTEST_CHILD=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "http://127.0.0.1:") {
+		t.Fatalf("child: %q %v", line, err)
+	}
+	u := strings.TrimSpace(line)
+	if err := waitReady(ctxT(t), http.DefaultClient, u, 5*time.Second); err != nil {
+		t.Fatalf("child's server: %v", err)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(u + "/")
+		if err != nil {
+			return // gone
+		}
+		resp.Body.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("node server at %s still up 10 s after its parent was killed", u)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestRedact(t *testing.T) {
+	got := redact("http://admin:s3cret@127.0.0.1:5984/db")
+	if strings.Contains(got, "s3cret") || !strings.Contains(got, "127.0.0.1:5984") {
+		t.Fatalf("redact = %q", got)
+	}
+}

@@ -1,0 +1,126 @@
+package couchdb
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Defaults of the options.
+const (
+	// DefaultTimeout bounds each request to CouchDB.
+	DefaultTimeout = 30 * time.Second
+	// DefaultBatchDocs is the most documents sent in one _bulk_docs request:
+	// OpenWhisk's activation store batches 500.
+	DefaultBatchDocs = 500
+	// DefaultBatchBytes is the most document bytes sent in one _bulk_docs
+	// request, well under CouchDB's max_http_request_size. A document larger
+	// than this travels alone.
+	DefaultBatchBytes = 16 << 20
+	// DefaultMaxConnsPerHost caps the connections of the default HTTP client,
+	// as OpenWhisk's host-connection-pool.max-connections / 2.
+	DefaultMaxConnsPerHost = 64
+)
+
+// Option configures a Store.
+type Option func(*config)
+
+type config struct {
+	httpClient  *http.Client
+	timeout     time.Duration
+	logger      *slog.Logger
+	batchDocs   int
+	batchBytes  int
+	updateAfter bool
+	compress    bool
+	now         func() time.Time
+}
+
+func defaults() config {
+	return config{
+		timeout:    DefaultTimeout,
+		batchDocs:  DefaultBatchDocs,
+		batchBytes: DefaultBatchBytes,
+		now:        time.Now,
+	}
+}
+
+func (c *config) validate() error {
+	switch {
+	case c.timeout < 0:
+		return fmt.Errorf("couchdb: WithTimeout(%v): must not be negative (0 disables the timeout)", c.timeout)
+	case c.batchDocs < 1:
+		return fmt.Errorf("couchdb: WithBatchLimits: maxDocs %d must be at least 1", c.batchDocs)
+	case c.batchBytes < 1:
+		return fmt.Errorf("couchdb: WithBatchLimits: maxBytes %d must be at least 1", c.batchBytes)
+	}
+	return nil
+}
+
+// WithHTTPClient sends requests through c; Basic auth from the URL is
+// added on top of its transport. Default: a client of its own whose
+// transport keeps up to DefaultMaxConnsPerHost connections to the server
+// (net/http's default keeps only 2 idle ones, which churns connections under
+// concurrent load). c's own Timeout, if any, applies besides WithTimeout.
+func WithHTTPClient(c *http.Client) Option {
+	return func(cfg *config) { cfg.httpClient = c }
+}
+
+// WithTimeout bounds each request to CouchDB (a _bulk_docs request counts as
+// one); a request that exceeds it fails with a *TransientError. 0 disables
+// the bound, leaving only the caller's context. Default: DefaultTimeout.
+func WithTimeout(d time.Duration) Option {
+	return func(cfg *config) { cfg.timeout = d }
+}
+
+// WithLogger logs through l: database and design document creation at
+// Info, records dropped from a list because they cannot be decoded at Warn.
+// Default: no logging.
+func WithLogger(l *slog.Logger) Option {
+	return func(cfg *config) { cfg.logger = l }
+}
+
+// WithBatchLimits caps each _bulk_docs request of StoreBatch at maxDocs
+// documents and maxBytes bytes of documents; larger batches are split.
+// Default: DefaultBatchDocs and DefaultBatchBytes.
+func WithBatchLimits(maxDocs, maxBytes int) Option {
+	return func(cfg *config) { cfg.batchDocs, cfg.batchBytes = maxDocs, maxBytes }
+}
+
+// WithStaleUpdateAfter makes List and Count query the views with
+// stale=update_after, as OpenWhisk does: CouchDB answers from the index as
+// it is and updates it afterwards, so reads are fast but may miss the latest
+// writes. Default: false — every read waits for the index to include all
+// writes, so a record is listed as soon as Store returns (read-your-writes).
+func WithStaleUpdateAfter(on bool) Option {
+	return func(cfg *config) { cfg.updateAfter = on }
+}
+
+// WithRequestCompression gzips request bodies. It saves bandwidth for large
+// records (logs) over slow links, at a CPU cost. Default: false.
+func WithRequestCompression(on bool) Option {
+	return func(cfg *config) { cfg.compress = on }
+}
+
+// withClock sets the source of the documents' "updated" time (tests).
+func withClock(now func() time.Time) Option {
+	return func(cfg *config) { cfg.now = now }
+}
+
+func defaultHTTPClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: (&net.Dialer{
+			Timeout:   10 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		MaxIdleConns:          DefaultMaxConnsPerHost,
+		MaxIdleConnsPerHost:   DefaultMaxConnsPerHost,
+		MaxConnsPerHost:       DefaultMaxConnsPerHost,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}}
+}

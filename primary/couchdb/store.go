@@ -1,0 +1,255 @@
+package couchdb
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-kivik/kivik/v4"
+	kivikcouch "github.com/go-kivik/kivik/v4/couchdb"
+
+	"github.com/go-whisk/activationstore/codec"
+	"github.com/go-whisk/activationstore/store"
+)
+
+// Store keeps activations in one CouchDB database, in OpenWhisk's document
+// form. It is safe for concurrent use.
+type Store struct {
+	client *kivik.Client
+	db     *kivik.DB
+	dbName string
+	cfg    config
+	log    *slog.Logger
+	// redact removes the credentials of the URL from error texts.
+	redact func(string) string
+	// transport is closed with the store when the store made it.
+	ownTransport *http.Transport
+}
+
+var (
+	_ store.Store       = (*Store)(nil)
+	_ store.BatchStorer = (*Store)(nil)
+)
+
+// dbNamePattern is CouchDB's rule for database names.
+var dbNamePattern = regexp.MustCompile(`^[a-z][a-z0-9_$()+/-]*$`)
+
+// New connects to the CouchDB server at rawURL ("http://user:secret@host:5984";
+// credentials in the URL are sent as Basic auth and never appear in errors
+// or logs) and prepares the database dbName: it creates the database and
+// OpenWhisk's activation design documents when they are missing. Several
+// processes may call New on one database at once. ctx bounds this set-up.
+func New(ctx context.Context, rawURL, dbName string, opts ...Option) (*Store, error) {
+	cfg := defaults()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if !dbNamePattern.MatchString(dbName) || len(dbName) > 238 {
+		return nil, &store.InvalidError{Field: "database name", Value: strconv.Quote(dbName),
+			Reason: "must start with a lowercase letter and contain only a-z, 0-9 and _$()+/- (at most 238 characters)"}
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		// url.Parse's error repeats the URL, password included: not shown.
+		return nil, errors.New(`couchdb: URL must look like "http://[user:password@]host:port[/prefix]"`)
+	}
+	redact := func(s string) string { return s }
+	var user, password string
+	auth := u.User != nil
+	if auth {
+		user = u.User.Username()
+		password, _ = u.User.Password()
+		redact = redactor(u.User.String(), password)
+		u.User = nil
+	}
+	dsn := strings.TrimSuffix(u.String(), "/")
+
+	s := &Store{dbName: dbName, cfg: cfg, redact: redact}
+	s.log = cfg.logger
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	hc := cfg.httpClient
+	if hc == nil {
+		hc = defaultHTTPClient()
+		s.ownTransport = hc.Transport.(*http.Transport)
+	}
+	kopts := []kivik.Option{kivikcouch.OptionHTTPClient(hc)}
+	if !cfg.compress {
+		kopts = append(kopts, kivikcouch.OptionNoRequestCompression())
+	}
+	if auth {
+		kopts = append(kopts, kivikcouch.BasicAuth(user, password))
+	}
+	client, err := kivik.New("couch", dsn, kopts...)
+	if err != nil {
+		return nil, fmt.Errorf("couchdb: %s", redact(err.Error()))
+	}
+	s.client = client
+	s.db = client.DB(dbName)
+	if err := s.setup(ctx); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	s.log.Debug("couchdb store ready", "url", dsn, "db", dbName)
+	return s, nil
+}
+
+// redactor returns a function that removes userinfo and password from a text.
+func redactor(userinfo, password string) func(string) string {
+	pairs := []string{userinfo + "@", "xxxxx@"}
+	if un, err := url.PathUnescape(userinfo); err == nil && un != userinfo {
+		pairs = append(pairs, un+"@", "xxxxx@")
+	}
+	// A password too short to be told from ordinary text is left to the
+	// userinfo rule; kivik never sees the credentials in any case.
+	if len(password) >= 4 {
+		pairs = append(pairs, password, "xxxxx")
+		if esc := url.QueryEscape(password); esc != password {
+			pairs = append(pairs, esc, "xxxxx")
+		}
+	}
+	r := strings.NewReplacer(pairs...)
+	return r.Replace
+}
+
+// Close releases the connections. Calls in flight finish first.
+func (s *Store) Close() error {
+	err := s.client.Close()
+	if s.ownTransport != nil {
+		s.ownTransport.CloseIdleConnections()
+	}
+	return err
+}
+
+// DB is the name of the database.
+func (s *Store) DB() string { return s.dbName }
+
+func (s *Store) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.cfg.timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, s.cfg.timeout)
+}
+
+// Store writes a as a new document "<namespace>/<activationId>". A document
+// with that id already there gives store.ErrConflict.
+func (s *Store) Store(ctx context.Context, a *store.Activation, _ store.UserContext) (store.DocInfo, error) {
+	if err := store.ValidateActivation(a); err != nil {
+		return store.DocInfo{}, err
+	}
+	body, err := codec.MarshalDocument(a, s.cfg.now())
+	if err != nil {
+		return store.DocInfo{}, err
+	}
+	id := a.DocID()
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	rev, err := s.db.Put(ctx, id, json.RawMessage(body))
+	if err != nil {
+		return store.DocInfo{}, s.classify(ctx, "store", id, err)
+	}
+	return store.DocInfo{ID: id, Rev: rev}, nil
+}
+
+// Get reads the activation. A document that is not an activation gives
+// ErrNotActivation; one that cannot be decoded gives an error matching
+// codec.ErrMalformed.
+func (s *Store) Get(ctx context.Context, namespace, activationID string, _ store.UserContext) (*store.Activation, error) {
+	if err := validateID(namespace, activationID); err != nil {
+		return nil, err
+	}
+	id := store.DocID(namespace, activationID)
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	var raw json.RawMessage
+	if err := s.db.Get(ctx, id).ScanDoc(&raw); err != nil {
+		return nil, s.classify(ctx, "get", id, err)
+	}
+	doc, err := codec.UnmarshalDocument(raw)
+	if err != nil {
+		if et := entityType(raw); et != "" && et != "activation" {
+			return nil, fmt.Errorf("%w: %s has entityType %s", ErrNotActivation, strconv.Quote(id), strconv.Quote(et))
+		}
+		return nil, fmt.Errorf("couchdb: get %s: document is corrupted and cannot be read: %w", strconv.Quote(id), err)
+	}
+	if doc.EntityType != "" && doc.EntityType != "activation" {
+		return nil, fmt.Errorf("%w: %s has entityType %s", ErrNotActivation, strconv.Quote(id), strconv.Quote(doc.EntityType))
+	}
+	return doc.Activation, nil
+}
+
+func entityType(raw []byte) string {
+	var d struct {
+		EntityType string `json:"entityType"`
+	}
+	_ = json.Unmarshal(raw, &d)
+	return d.EntityType
+}
+
+// deleteAttempts bounds Delete's retries when the document changes between
+// reading its revision and deleting it.
+const deleteAttempts = 3
+
+// Delete removes the activation's document.
+func (s *Store) Delete(ctx context.Context, namespace, activationID string, _ store.UserContext) error {
+	if err := validateID(namespace, activationID); err != nil {
+		return err
+	}
+	id := store.DocID(namespace, activationID)
+	var err error
+	for range deleteAttempts {
+		if err = s.deleteOnce(ctx, id); !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+	}
+	return err
+}
+
+func (s *Store) deleteOnce(ctx context.Context, id string) error {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	rev, err := s.db.GetRev(ctx, id)
+	if err != nil {
+		return s.classify(ctx, "delete", id, err)
+	}
+	if _, err := s.db.Delete(ctx, id, rev); err != nil {
+		return s.classify(ctx, "delete", id, err)
+	}
+	return nil
+}
+
+func validateID(namespace, activationID string) error {
+	if err := store.ValidateNamespace(namespace); err != nil {
+		return err
+	}
+	return store.ValidateActivationID(activationID)
+}
+
+// since is the start of the view's key range: the query's Since in epoch
+// milliseconds, or 0.
+func since(t time.Time) any {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// upto is the end of the view's key range: Upto, or OpenWhisk's TOP.
+func upto(t time.Time) any {
+	if t.IsZero() {
+		return top
+	}
+	return t.UnixMilli()
+}
