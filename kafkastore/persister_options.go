@@ -1,5 +1,270 @@
 package kafkastore
 
-// persisterConfig holds the settings of NewPersister. Owned by the Persister's files.
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"time"
+)
+
+// Persister defaults. They follow OpenWhisk where it has a setting
+// (metadata.max.age.ms for the topic refresh) and Kafka's consumer defaults
+// otherwise.
+const (
+	DefaultGroupID                   = "activation-persister"
+	DefaultDeadLetterTopic           = "activations-dead-letter"
+	persisterDefaultTopicRefresh     = 5 * time.Second
+	persisterDefaultBatchRecords     = 500
+	persisterDefaultBatchBytes       = 4 << 20
+	persisterDefaultBatchWait        = 50 * time.Millisecond
+	persisterDefaultWriteConcurrency = 4
+	persisterDefaultRetryMin         = 100 * time.Millisecond
+	persisterDefaultRetryMax         = 10 * time.Second
+	persisterDefaultMaxInFlightBytes = 64 << 20
+	persisterDefaultCommitInterval   = time.Second
+	persisterDefaultDrainTimeout     = 5 * time.Second
+	persisterDefaultSessionTimeout   = 30 * time.Second
+	persisterDefaultRebalanceTimeout = 30 * time.Second
+	persisterDefaultHeartbeat        = 3 * time.Second
+	// Dead letters wait for a human: keep them over a long holiday.
+	persisterDefaultDeadLetterRetention = 14 * 24 * time.Hour
+)
+
+// persisterDefaultTopicPattern follows every invoker ack topic
+// (completed<N>) and the KafkaStore's completed-others topic.
+var persisterDefaultTopicPattern = regexp.MustCompile(`^completed.*`)
+
+// persisterConfig holds the settings of NewPersister.
 type persisterConfig struct {
+	groupID             string
+	topicPattern        *regexp.Regexp
+	topicRefresh        time.Duration
+	deadLetterTopic     string
+	deadLetterRetention time.Duration
+	batchRecords        int
+	batchBytes          int
+	batchWait           time.Duration
+	writeConcurrency    int
+	retryMin, retryMax  time.Duration
+	maxInFlightBytes    int64
+	commitInterval      time.Duration
+	drainTimeout        time.Duration
+	sessionTimeout      time.Duration
+	rebalanceTimeout    time.Duration
+	heartbeat           time.Duration
+}
+
+func defaultPersisterConfig() persisterConfig {
+	return persisterConfig{
+		groupID:             DefaultGroupID,
+		topicPattern:        persisterDefaultTopicPattern,
+		topicRefresh:        persisterDefaultTopicRefresh,
+		deadLetterTopic:     DefaultDeadLetterTopic,
+		deadLetterRetention: persisterDefaultDeadLetterRetention,
+		batchRecords:        persisterDefaultBatchRecords,
+		batchBytes:          persisterDefaultBatchBytes,
+		batchWait:           persisterDefaultBatchWait,
+		writeConcurrency:    persisterDefaultWriteConcurrency,
+		retryMin:            persisterDefaultRetryMin,
+		retryMax:            persisterDefaultRetryMax,
+		maxInFlightBytes:    persisterDefaultMaxInFlightBytes,
+		commitInterval:      persisterDefaultCommitInterval,
+		drainTimeout:        persisterDefaultDrainTimeout,
+		sessionTimeout:      persisterDefaultSessionTimeout,
+		rebalanceTimeout:    persisterDefaultRebalanceTimeout,
+		heartbeat:           persisterDefaultHeartbeat,
+	}
+}
+
+// defaultPersisterClientID is distinct per process and per instance, so
+// that the brokers attribute lag and traffic to one persister.
+func defaultPersisterClientID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown"
+	}
+	var r [3]byte
+	_, _ = rand.Read(r[:])
+	return fmt.Sprintf("persister-%s-%d-%s", host, os.Getpid(), hex.EncodeToString(r[:]))
+}
+
+func persisterOption(name string, apply func(*persisterConfig) error) Option {
+	return option(name, forPersister, func(c *config) error { return apply(&c.persisterConfig) })
+}
+
+// WithGroupID sets the consumer group the persister joins. Persisters of
+// one group share the partitions. Default DefaultGroupID
+// ("activation-persister"). A group without a committed offset starts at
+// the earliest offset, so nothing published before the first start is lost.
+func WithGroupID(id string) Option {
+	return persisterOption("WithGroupID", func(c *persisterConfig) error {
+		if id == "" {
+			return errors.New("empty group id")
+		}
+		c.groupID = id
+		return nil
+	})
+}
+
+// WithTopicPattern sets which topics the persister follows. Default
+// ^completed.*; use ^activations$ when logs are
+// stored inside the activation. The dead-letter topic and Kafka's internal
+// topics (__…) are never followed, even if they match.
+func WithTopicPattern(re *regexp.Regexp) Option {
+	return persisterOption("WithTopicPattern", func(c *persisterConfig) error {
+		if re == nil {
+			return errors.New("nil pattern")
+		}
+		c.topicPattern = re
+		return nil
+	})
+}
+
+// WithTopicRefresh sets how often the persister lists the brokers' topics
+// to pick up new topics matching the pattern (and partitions added to them).
+// Default 5 s, as OpenWhisk's metadata.max.age.ms.
+func WithTopicRefresh(d time.Duration) Option {
+	return persisterOption("WithTopicRefresh", func(c *persisterConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("refresh interval %v: must be positive", d)
+		}
+		c.topicRefresh = d
+		return nil
+	})
+}
+
+// WithDeadLetterTopic sets where poison records go (undecodable, or
+// rejected as invalid by the primary). Default DefaultDeadLetterTopic. It is
+// created if missing, with the retention of WithDeadLetterRetention.
+func WithDeadLetterTopic(name string) Option {
+	return persisterOption("WithDeadLetterTopic", func(c *persisterConfig) error {
+		if err := validPersisterTopicName(name); err != nil {
+			return err
+		}
+		c.deadLetterTopic = name
+		return nil
+	})
+}
+
+// WithDeadLetterRetention sets the retention.ms of the dead-letter topic
+// when the persister creates it. Default 14 days. An existing topic keeps its configuration.
+func WithDeadLetterRetention(d time.Duration) Option {
+	return persisterOption("WithDeadLetterRetention", func(c *persisterConfig) error {
+		if d < time.Millisecond {
+			return fmt.Errorf("retention %v: must be at least 1ms", d)
+		}
+		c.deadLetterRetention = d
+		return nil
+	})
+}
+
+// WithBatch bounds each write to the primary: at most maxRecords records
+// and maxBytes encoded bytes, sent at most maxWait after its first record
+// arrived. Defaults: 500 records, 4 MiB, 50 ms. A record larger than maxBytes goes alone.
+// WithBatch(1, …) persists one record per write.
+func WithBatch(maxRecords, maxBytes int, maxWait time.Duration) Option {
+	return persisterOption("WithBatch", func(c *persisterConfig) error {
+		if maxRecords < 1 || maxBytes < 1 || maxWait < 0 {
+			return fmt.Errorf("batch (%d records, %d bytes, %v): records and bytes must be positive, wait not negative", maxRecords, maxBytes, maxWait)
+		}
+		c.batchRecords, c.batchBytes, c.batchWait = maxRecords, maxBytes, maxWait
+		return nil
+	})
+}
+
+// WithWriteConcurrency bounds the writes in flight to the primary: batches
+// when it implements store.BatchStorer, single Store calls otherwise.
+// Default 4.
+func WithWriteConcurrency(n int) Option {
+	return persisterOption("WithWriteConcurrency", func(c *persisterConfig) error {
+		if n < 1 {
+			return fmt.Errorf("concurrency %d: must be at least 1", n)
+		}
+		c.writeConcurrency = n
+		return nil
+	})
+}
+
+// WithRetryBackoff bounds the exponential backoff (with jitter) between
+// retries of a failed write to the primary or to the dead-letter topic.
+// Retries go on until the write succeeds or Run's context ends. Defaults
+// 100 ms and 10 s.
+func WithRetryBackoff(min, max time.Duration) Option {
+	return persisterOption("WithRetryBackoff", func(c *persisterConfig) error {
+		if min <= 0 || max < min {
+			return fmt.Errorf("backoff [%v, %v]: need 0 < min <= max", min, max)
+		}
+		c.retryMin, c.retryMax = min, max
+		return nil
+	})
+}
+
+// WithMaxInFlightBytes caps the records read but not yet persisted:
+// fetching pauses when the cap is reached. A record weighs twice its
+// encoded size (the bytes, kept for dead-lettering, and the decoded
+// activation). The fetch buffers of the partition readers come on top: at
+// most 8 records and a fetch of max(cap/8, 64 KiB) up to 8 MiB per
+// assigned partition. Default 64 MiB. A single
+// record larger than the cap is let through alone.
+func WithMaxInFlightBytes(n int64) Option {
+	return persisterOption("WithMaxInFlightBytes", func(c *persisterConfig) error {
+		if n < 1 {
+			return fmt.Errorf("cap %d: must be positive", n)
+		}
+		c.maxInFlightBytes = n
+		return nil
+	})
+}
+
+// WithCommitInterval sets how often offsets are committed besides the
+// commit that follows every persisted batch. Default 1 s.
+func WithCommitInterval(d time.Duration) Option {
+	return persisterOption("WithCommitInterval", func(c *persisterConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("commit interval %v: must be positive", d)
+		}
+		c.commitInterval = d
+		return nil
+	})
+}
+
+// WithDrainTimeout sets how long writes in flight may go on after Run's
+// context ends or the group rebalances; what is not persisted by then is
+// abandoned, uncommitted, and read again by the partition's next owner.
+// Keep it below the rebalance timeout. Default 5 s.
+func WithDrainTimeout(d time.Duration) Option {
+	return persisterOption("WithDrainTimeout", func(c *persisterConfig) error {
+		if d < 0 {
+			return fmt.Errorf("drain timeout %v: must not be negative", d)
+		}
+		c.drainTimeout = d
+		return nil
+	})
+}
+
+// WithGroupTimeouts sets the consumer group's session timeout (a member
+// silent that long is evicted; the broker bounds it with
+// group.min/max.session.timeout.ms), rebalance timeout (how long members
+// have to rejoin) and heartbeat interval (also how fast a member learns of
+// a rebalance). Defaults: session 30 s, rebalance 30 s, heartbeat 3 s.
+func WithGroupTimeouts(session, rebalance, heartbeat time.Duration) Option {
+	return persisterOption("WithGroupTimeouts", func(c *persisterConfig) error {
+		if session <= 0 || rebalance <= 0 || heartbeat <= 0 || heartbeat >= session {
+			return fmt.Errorf("timeouts (session %v, rebalance %v, heartbeat %v): need positive values and heartbeat < session", session, rebalance, heartbeat)
+		}
+		c.sessionTimeout, c.rebalanceTimeout, c.heartbeat = session, rebalance, heartbeat
+		return nil
+	})
+}
+
+var persisterTopicName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+
+func validPersisterTopicName(name string) error {
+	if !persisterTopicName.MatchString(name) || name == "." || name == ".." {
+		return fmt.Errorf("topic name %q: want 1 to 249 characters of [a-zA-Z0-9._-]", name)
+	}
+	return nil
 }

@@ -1,0 +1,68 @@
+package kafkastore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// persistedTopics maps each followed topic to its partition count; a change
+// of either means the group must be rejoined.
+type persistedTopics map[string]int
+
+func (t persistedTopics) names() []string { return slices.Sorted(maps.Keys(t)) }
+
+func (t persistedTopics) String() string {
+	var b strings.Builder
+	for i, n := range t.names() {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%s[%d]", n, t[n])
+	}
+	return b.String()
+}
+
+// discoverTopics lists the topics matching the pattern. kafka-go has no
+// pattern subscription, and its Transport serves metadata from a cache, so
+// this asks a broker directly on a fresh connection.
+func (p *Persister) discoverTopics(ctx context.Context) (persistedTopics, error) {
+	var errs []error
+	for _, addr := range p.cfg.brokers {
+		conn, err := p.dialer.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+			deadline = d
+		}
+		_ = conn.SetDeadline(deadline)
+		parts, err := conn.ReadPartitions()
+		_ = conn.Close()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		topics := persistedTopics{}
+		for _, pt := range parts {
+			if p.follows(pt.Topic) {
+				topics[pt.Topic]++
+			}
+		}
+		return topics, nil
+	}
+	return nil, fmt.Errorf("kafkastore: list topics on %v: %w", p.cfg.brokers, errors.Join(errs...))
+}
+
+// follows reports whether the persister consumes topic.
+func (p *Persister) follows(topic string) bool {
+	return topic != p.cfg.deadLetterTopic &&
+		!strings.HasPrefix(topic, "__") && // __consumer_offsets, __transaction_state
+		p.cfg.topicPattern.MatchString(topic)
+}

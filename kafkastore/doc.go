@@ -1,0 +1,59 @@
+// Package kafkastore moves activation writes off the hot path of an
+// OpenWhisk-style controller or invoker, following OpenWhisk's Activation
+// Persister design (PR #4632): a [Store] publishes each record to Kafka,
+// and a [Persister] consumes the topics and writes the records to the
+// primary store (CouchDB) at the rate it can take.
+//
+// # Store
+//
+// [New] wraps a primary [store.Store]. Its Store method validates the
+// record, publishes it with acks=all, key = activation id, and returns the
+// document id without a revision once every in-sync replica has it; Get,
+// List, Count and Delete go to the primary. Concurrent callers share
+// produce requests by group commit: records that arrive while earlier
+// writes are in flight leave together in the next one, so a lone Store
+// costs one round trip and no timer (never kafka-go's default second of
+// BatchTimeout) stands in its way.
+//
+// The record format depends on where logs live:
+//
+//   - logs stored separately (default topic "completed-others"): an
+//     OpenWhisk ResultMessage {"transid":[…],"response":{activation}}, read
+//     like the invokers' acks on completed<N>;
+//   - logs inside the activation (topic "activations"): the WhiskActivation
+//     JSON itself.
+//
+// The topic name picks the format unless [WithLogsInActivation] sets it.
+// Every record carries the headers [HeaderContentType], [HeaderNamespace]
+// and [HeaderActivationID]; consumers need none of them.
+//
+// A record above the maximum request size ([WithMaxRequestSize], by
+// default OpenWhisk's MAX_ACTIVATION_LIMIT of 1054644 bytes) is never
+// dropped: by default it is stored directly in the primary, or, with
+// [OversizeReject], refused with an [*OversizeError]. A publish failure is
+// logged, counted and returned as a [*PublishError] (or, with
+// [WithFallbackToPrimary], the record goes to the primary). With
+// [WithStoreInPrimary] each record is also written to the primary after
+// publishing; a [*PrimaryWriteError] then says the record is in Kafka even
+// though the primary write failed. New creates a missing topic with a
+// retention that covers an outage ([WithTopicRetention], 7 days) rather
+// than the hour OpenWhisk's completed* topics keep.
+//
+// # Persister
+//
+// [NewPersister] returns a consumer-group member whose Run follows every
+// topic matching a pattern (^completed.* by default, or ^activations$),
+// decodes each record with codec.Decode, writes the activations in batches
+// to the primary and commits an offset only once every record before it
+// is persisted. A conflict counts as persisted, so redelivery is harmless;
+// undecodable or invalid records go to a dead-letter topic. Scale out by
+// running several persisters in one group.
+//
+// # Options
+//
+// One [Option] type serves both constructors. Options such as
+// [WithBrokers], [WithClientID], [WithLogger], [WithTLS] and [WithSASL]
+// apply to both; the others to one, and the other constructor rejects them
+// with [ErrConfig] rather than ignoring them. Both expose counters through
+// Stats.
+package kafkastore

@@ -1,0 +1,798 @@
+package kafkastore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/go-whisk/activationstore/codec"
+	"github.com/go-whisk/activationstore/store"
+)
+
+// ErrPersisterRunning is returned by Run when the Persister is running already.
+var ErrPersisterRunning = errors.New("kafkastore: Persister.Run called while it is running; use one Persister per Run, or more persisters in one group")
+
+// Persister consumes the activation topics into the primary store, at
+// least once: an offset is committed only when every record before it is
+// persisted, found already persisted (store.ErrConflict), skipped (it
+// carries no activation) or dead-lettered. Persisters sharing a group id
+// share the partitions.
+//
+// Records are written in batches (store.BatchStorer when the primary has
+// it, else concurrent Store calls). Failed writes are retried with backoff
+// for as long as they fail, without committing: a primary that is down
+// stops the persister, it does not lose records. Records are stored as
+// they are, without store levels, as OpenWhisk's persister does: whoever
+// published them decided already.
+type Persister struct {
+	primary store.Store
+	batch   store.BatchStorer // nil: concurrent Store calls
+	cfg     config
+	log     *slog.Logger
+
+	dialer    *kafka.Dialer    // consumer group, readers, topic discovery
+	transport *kafka.Transport // dead-letter writer and topic creation
+	dlqWriter *kafka.Writer
+	budget    *byteBudget
+	storeSem  chan struct{} // bounds concurrent Store calls
+
+	running atomic.Bool
+	ready   atomic.Bool
+	stats   persisterCounters
+
+	partsMu sync.Mutex
+	parts   []*partitionState // assigned in the current generation
+}
+
+// NewPersister returns a persister of records into primary. WithBrokers is
+// required; see the With… options marked for the persister for the rest.
+// Nothing connects before Run.
+func NewPersister(primary store.Store, opts ...Option) (*Persister, error) {
+	if primary == nil {
+		return nil, configErr("NewPersister: nil primary store")
+	}
+	c := config{persisterConfig: defaultPersisterConfig()}
+	if err := applyOptions(&c, forPersister, opts); err != nil {
+		return nil, err
+	}
+	if c.clientID == "" {
+		c.clientID = defaultPersisterClientID()
+	}
+	p := &Persister{
+		primary: primary,
+		cfg:     c,
+		log:     c.logger.With("component", "persister", "group", c.groupID, "clientId", c.clientID),
+		dialer: &kafka.Dialer{
+			ClientID:      c.clientID,
+			Timeout:       10 * time.Second,
+			DualStack:     true,
+			TLS:           c.tls,
+			SASLMechanism: c.sasl,
+		},
+		transport: &kafka.Transport{
+			ClientID:    c.clientID,
+			TLS:         c.tls,
+			SASL:        c.sasl,
+			MetadataTTL: time.Second,
+		},
+		budget:   newByteBudget(c.maxInFlightBytes),
+		storeSem: make(chan struct{}, c.writeConcurrency),
+	}
+	if b, ok := primary.(store.BatchStorer); ok {
+		p.batch = b
+	}
+	return p, nil
+}
+
+// Ready reports whether Run is consuming: it has joined a consumer group
+// generation (or found no topic to follow, so has nothing to wait for). It
+// stays true through rebalances, and turns false when Run returns. For a
+// service's readiness probe.
+func (p *Persister) Ready() bool { return p.ready.Load() }
+
+// Run consumes until ctx ends, then shuts down gracefully: it stops
+// fetching, lets writes in flight finish for up to the drain timeout
+// (WithDrainTimeout), commits what is persisted, leaves the group, and
+// returns nil. Records not persisted by then are not committed; the next
+// owner of their partition reads them again.
+//
+// Run keeps going through broker, network and primary failures, logging
+// and retrying. It returns an error only when it cannot start: it is
+// running already (ErrPersisterRunning), or the dead-letter topic can be
+// neither found nor created.
+func (p *Persister) Run(ctx context.Context) error {
+	if !p.running.CompareAndSwap(false, true) {
+		return ErrPersisterRunning
+	}
+	defer p.running.Store(false)
+	defer p.ready.Store(false)
+
+	if err := p.ensureDeadLetterTopic(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	p.dlqWriter = p.newDeadLetterWriter()
+	defer p.dlqWriter.Close()
+
+	p.log.Info("persister started", "pattern", p.cfg.topicPattern.String(),
+		"deadLetterTopic", p.cfg.deadLetterTopic, "primaryBatches", p.batch != nil)
+	idle := false
+	for attempt := 1; ctx.Err() == nil; {
+		topics, err := p.discoverTopics(ctx)
+		switch {
+		case ctx.Err() != nil:
+		case err != nil:
+			p.log.Warn("persister cannot list topics; retrying", "attempt", attempt, "err", err)
+			sleepCtx(ctx, p.backoff(attempt))
+			attempt++
+		case len(topics) == 0:
+			if !idle {
+				p.log.Info("persister found no topic matching its pattern; waiting for one",
+					"pattern", p.cfg.topicPattern.String(), "refresh", p.cfg.topicRefresh)
+				idle = true
+			}
+			p.ready.Store(true)
+			attempt = 1
+			sleepCtx(ctx, p.cfg.topicRefresh)
+		default:
+			idle, attempt = false, 1
+			p.consume(ctx, topics)
+		}
+	}
+	p.log.Info("persister stopped")
+	return nil
+}
+
+// consume follows topics in the consumer group until ctx ends or the set of
+// matching topics changes; the caller then joins again with the new set.
+func (p *Persister) consume(ctx context.Context, topics persistedTopics) {
+	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                p.cfg.groupID,
+		Brokers:           p.cfg.brokers,
+		Dialer:            p.dialer,
+		Topics:            topics.names(),
+		HeartbeatInterval: p.cfg.heartbeat,
+		SessionTimeout:    p.cfg.sessionTimeout,
+		RebalanceTimeout:  p.cfg.rebalanceTimeout,
+		JoinGroupBackoff:  p.cfg.heartbeat,
+		StartOffset:       kafka.FirstOffset,
+		Logger:            kafkaLogger{p.log, slog.LevelDebug},
+		ErrorLogger:       kafkaLogger{p.log, slog.LevelWarn},
+	})
+	if err != nil { // only a configuration the options cannot produce
+		p.log.Error("persister cannot create its consumer group", "err", err)
+		sleepCtx(ctx, p.cfg.topicRefresh)
+		return
+	}
+	defer cg.Close() // leaves the group
+
+	gctx, cancel := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		p.watchTopics(gctx, topics, cancel)
+	}()
+	defer func() { cancel(); <-watched }()
+
+	p.log.Info("persister following topics", "topics", topics.String())
+	for {
+		gen, err := cg.Next(gctx)
+		if gctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			p.log.Warn("persister cannot join its consumer group; retrying", "err", err)
+			continue
+		}
+		p.runGeneration(gctx, gen)
+	}
+}
+
+// watchTopics calls changed and returns when the matching topics or their
+// partition counts differ from current.
+func (p *Persister) watchTopics(ctx context.Context, current persistedTopics, changed func()) {
+	t := time.NewTicker(p.cfg.topicRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now, err := p.discoverTopics(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				p.log.Warn("persister cannot list topics; keeping the current ones", "err", err)
+			}
+			continue
+		}
+		if !maps.Equal(now, current) {
+			p.log.Info("persister topics changed; rejoining the group",
+				"was", current.String(), "now", now.String())
+			changed()
+			return
+		}
+	}
+}
+
+// partitionState is one partition assigned in a generation.
+type partitionState struct {
+	topic         string
+	partition     int
+	start         int64 // committed offset, or kafka.FirstOffset
+	tracker       *offsetTracker
+	highWaterMark atomic.Int64 // -1 unknown
+	firstOffset   atomic.Int64 // first offset read; -1 before
+}
+
+func (p *Persister) setParts(parts []*partitionState) {
+	p.partsMu.Lock()
+	p.parts = parts
+	p.partsMu.Unlock()
+}
+
+// runGeneration consumes the partitions of one generation until it ends
+// (rebalance) or ctx ends.
+func (p *Persister) runGeneration(ctx context.Context, gen *kafka.Generation) {
+	g := &generation{p: p, gen: gen, commitNow: make(chan struct{}, 1)}
+	var assigned []string
+	for _, topic := range slices.Sorted(maps.Keys(gen.Assignments)) {
+		var ids []string
+		for _, a := range gen.Assignments[topic] {
+			ps := &partitionState{topic: topic, partition: a.ID, start: a.Offset, tracker: newOffsetTracker(a.Offset)}
+			ps.highWaterMark.Store(-1)
+			ps.firstOffset.Store(-1)
+			g.parts = append(g.parts, ps)
+			ids = append(ids, fmt.Sprint(a.ID))
+		}
+		if len(ids) > 0 {
+			assigned = append(assigned, topic+"["+strings.Join(ids, " ")+"]")
+		}
+	}
+	p.stats.generation.Store(gen.ID)
+	p.setParts(g.parts)
+	defer p.setParts(nil)
+	p.ready.Store(true)
+	p.log.Info("persister joined a group generation", "generation", gen.ID, "member", gen.MemberID,
+		"partitions", len(g.parts), "assigned", strings.Join(assigned, " "))
+
+	done := make(chan struct{})
+	gen.Start(func(genCtx context.Context) {
+		defer close(done)
+		g.run(ctx, genCtx)
+	})
+	<-done
+	p.log.Info("persister left a group generation", "generation", gen.ID)
+}
+
+// generation runs the pipeline of one generation: a reader per partition,
+// a batcher, writers, a committer.
+type generation struct {
+	p         *Persister
+	gen       *kafka.Generation
+	parts     []*partitionState
+	commitNow chan struct{}
+}
+
+func (g *generation) run(runCtx, genCtx context.Context) {
+	p := g.p
+	ctx, cancel := context.WithCancel(runCtx)
+	defer cancel()
+	stop := context.AfterFunc(genCtx, cancel)
+	defer stop()
+	// Writes may outlive ctx by the drain timeout, to finish a batch.
+	wctx, wcancel := context.WithCancel(context.WithoutCancel(runCtx))
+	defer wcancel()
+
+	records := make(chan *persistRecord, p.cfg.batchRecords)
+	batches := make(chan []*persistRecord)
+
+	var readers, writers sync.WaitGroup
+	for _, ps := range g.parts {
+		readers.Go(func() { g.read(ctx, ps, records) })
+	}
+	batched := make(chan struct{})
+	go func() {
+		defer close(batched)
+		defer close(batches)
+		g.batchLoop(ctx, records, batches)
+	}()
+	for range p.cfg.writeConcurrency {
+		writers.Go(func() {
+			for b := range batches {
+				g.write(wctx, b)
+			}
+		})
+	}
+	committed := make(chan struct{})
+	go func() {
+		defer close(committed)
+		g.commitLoop(ctx)
+	}()
+
+	<-ctx.Done()
+	drain := time.AfterFunc(p.cfg.drainTimeout, wcancel)
+	defer drain.Stop()
+	readers.Wait()
+	close(records)
+	for r := range records { // not batched: abandoned
+		p.budget.release(r.charged)
+	}
+	<-batched
+	writers.Wait()
+	<-committed
+	g.commit() // what the writers settled while draining
+}
+
+// persistRecord is one record read, on its way to the primary or the
+// dead-letter topic.
+type persistRecord struct {
+	msg     kafka.Message
+	ps      *partitionState
+	charged int64 // taken from the in-flight budget
+
+	act        *store.Activation // nil: dead-letter it
+	deadReason string
+	deadErr    error
+}
+
+// recordOverhead is the weight of a record beyond its bytes: the
+// kafka.Message, the decoded structures, the bookkeeping.
+const recordOverhead = 512
+
+// fetchMaxBytes sizes a partition reader's fetches from the in-flight cap.
+func (p *Persister) fetchMaxBytes() int {
+	return int(min(max(p.cfg.maxInFlightBytes/8, 64<<10), 8<<20))
+}
+
+func (g *generation) read(ctx context.Context, ps *partitionState, out chan<- *persistRecord) {
+	p := g.p
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:         p.cfg.brokers,
+		Topic:           ps.topic,
+		Partition:       ps.partition,
+		Dialer:          p.dialer,
+		MinBytes:        1,
+		MaxBytes:        p.fetchMaxBytes(),
+		MaxWait:         500 * time.Millisecond,
+		QueueCapacity:   8,
+		ReadLagInterval: -1,
+		ReadBackoffMin:  p.cfg.retryMin,
+		ReadBackoffMax:  max(p.cfg.retryMin, min(p.cfg.retryMax, time.Second)),
+		Logger:          kafkaLogger{p.log, slog.LevelDebug},
+		ErrorLogger:     kafkaLogger{p.log, slog.LevelWarn},
+	})
+	defer r.Close()
+	if err := r.SetOffset(ps.start); err != nil {
+		p.log.Error("persister cannot set the start offset", "topic", ps.topic, "partition", ps.partition,
+			"offset", ps.start, "err", err)
+		return
+	}
+	for attempt := 1; ; {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			p.log.Warn("persister cannot read a partition; retrying", "topic", ps.topic,
+				"partition", ps.partition, "attempt", attempt, "err", err)
+			if !sleepCtx(ctx, p.backoff(attempt)) {
+				return
+			}
+			attempt++
+			continue
+		}
+		attempt = 1
+		rec := &persistRecord{msg: m, ps: ps}
+		charged, err := p.budget.acquire(ctx, 2*int64(len(m.Value)+len(m.Key))+recordOverhead)
+		if err != nil {
+			return
+		}
+		rec.charged = charged
+		ps.tracker.add(m.Offset)
+		ps.firstOffset.CompareAndSwap(-1, m.Offset)
+		if m.HighWaterMark > ps.highWaterMark.Load() {
+			ps.highWaterMark.Store(m.HighWaterMark)
+		}
+		if !p.classify(rec) {
+			p.stats.skipped.Add(1)
+			g.settle(rec)
+			continue
+		}
+		select {
+		case out <- rec:
+		case <-ctx.Done():
+			p.budget.release(rec.charged)
+			return
+		}
+	}
+}
+
+// classify decodes a record. It returns false for a record with nothing to
+// persist; otherwise it sets either the activation or the dead-letter reason.
+func (p *Persister) classify(r *persistRecord) bool {
+	m, err := codec.Decode(r.msg.Value)
+	if err != nil {
+		r.deadReason, r.deadErr = DeadLetterMalformed, err
+		return true
+	}
+	a := m.Activation()
+	if a == nil {
+		return false // CompletionMessage, or a result shrunk to its id
+	}
+	if err := store.ValidateActivation(a); err != nil {
+		r.deadReason, r.deadErr = DeadLetterInvalid, err
+		return true
+	}
+	r.act = a
+	return true
+}
+
+// batchLoop groups records into batches bounded by count, bytes and time.
+func (g *generation) batchLoop(ctx context.Context, in <-chan *persistRecord, out chan<- []*persistRecord) {
+	cfg := &g.p.cfg
+	var (
+		cur   []*persistRecord
+		bytes int
+		timer = time.NewTimer(time.Hour)
+		wait  <-chan time.Time
+	)
+	timer.Stop()
+	defer timer.Stop()
+	abandon := func() {
+		for _, r := range cur {
+			g.p.budget.release(r.charged)
+		}
+		cur = nil
+	}
+	flush := func() bool {
+		wait = nil
+		timer.Stop()
+		if len(cur) == 0 {
+			return true
+		}
+		select {
+		case out <- cur:
+			cur, bytes = nil, 0
+			return true
+		case <-ctx.Done():
+			abandon()
+			return false
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			abandon()
+			return
+		case <-wait:
+			if !flush() {
+				return
+			}
+		case r, ok := <-in:
+			if !ok {
+				abandon()
+				return
+			}
+			n := len(r.msg.Value)
+			if len(cur) > 0 && bytes+n > cfg.batchBytes {
+				if !flush() {
+					g.p.budget.release(r.charged)
+					return
+				}
+			}
+			cur = append(cur, r)
+			bytes += n
+			if len(cur) == 1 {
+				timer.Reset(cfg.batchWait)
+				wait = timer.C
+			}
+			if len(cur) >= cfg.batchRecords || bytes >= cfg.batchBytes {
+				if !flush() {
+					return
+				}
+			}
+		}
+	}
+}
+
+// write persists one batch and dead-letters its poison records, settling
+// every record that is done. ctx ends a drain timeout after the generation.
+func (g *generation) write(ctx context.Context, batch []*persistRecord) {
+	p := g.p
+	start := time.Now()
+	var persist, dead []*persistRecord
+	for _, r := range batch {
+		if r.act != nil {
+			persist = append(persist, r)
+		} else {
+			dead = append(dead, r)
+		}
+	}
+	dead = append(dead, p.persist(ctx, persist, g.settle)...)
+	if p.deadLetter(ctx, dead) {
+		for _, r := range dead {
+			g.settle(r)
+		}
+	} else {
+		for _, r := range dead {
+			p.budget.release(r.charged) // abandoned: read again by the next owner
+		}
+	}
+	p.stats.batchDone(len(batch), time.Since(start))
+}
+
+// persist writes rs to the primary, retrying transient failures until ctx
+// ends. It settles the records persisted or found already persisted,
+// releases unsettled those still failing when ctx ends, and returns those
+// the primary rejects as invalid.
+func (p *Persister) persist(ctx context.Context, rs []*persistRecord, settle func(*persistRecord)) (invalid []*persistRecord) {
+	pending := rs
+	for attempt := 1; len(pending) > 0; attempt++ {
+		errs := p.storeAll(ctx, pending)
+		var retry []*persistRecord
+		var lastErr error
+		for i, r := range pending {
+			switch err := errs[i]; {
+			case err == nil:
+				p.stats.persisted.Add(1)
+				settle(r)
+			case errors.Is(err, store.ErrConflict):
+				p.stats.conflicts.Add(1)
+				settle(r)
+			case errors.Is(err, store.ErrInvalid):
+				r.deadReason, r.deadErr = DeadLetterInvalid, err
+				invalid = append(invalid, r)
+			default:
+				retry = append(retry, r)
+				lastErr = err
+			}
+		}
+		if len(retry) == 0 {
+			break
+		}
+		if ctx.Err() == nil {
+			p.stats.retries.Add(1)
+			wait := p.backoff(attempt)
+			p.log.Warn("persister write to the primary failed; retrying without committing",
+				append(recordAttrs(retry), "attempt", attempt, "backoff", wait, "err", lastErr)...)
+			if sleepCtx(ctx, wait) {
+				pending = retry
+				continue
+			}
+		}
+		p.log.Warn("persister abandons records on shutdown or rebalance; they stay uncommitted",
+			append(recordAttrs(retry), "err", lastErr)...)
+		for _, r := range retry {
+			p.budget.release(r.charged)
+		}
+		break
+	}
+	return invalid
+}
+
+// recordAttrs names the records of a failed write for the logs.
+func recordAttrs(rs []*persistRecord) []any {
+	const shown = 10
+	ids := make([]string, 0, min(len(rs), shown))
+	where := make([]string, 0, min(len(rs), shown))
+	for _, r := range rs[:min(len(rs), shown)] {
+		ids = append(ids, r.act.ActivationID)
+		where = append(where, fmt.Sprintf("%s/%d@%d", r.msg.Topic, r.msg.Partition, r.msg.Offset))
+	}
+	return []any{
+		"records", len(rs),
+		"activationIds", strings.Join(ids, ","),
+		"offsets", strings.Join(where, ","),
+		"topic", rs[0].msg.Topic, "partition", rs[0].msg.Partition, "offset", rs[0].msg.Offset,
+	}
+}
+
+// storeAll writes rs and returns an error per record.
+func (p *Persister) storeAll(ctx context.Context, rs []*persistRecord) []error {
+	if p.batch == nil {
+		return p.storeEach(ctx, rs)
+	}
+	acts := make([]*store.Activation, len(rs))
+	for i, r := range rs {
+		acts[i] = r.act
+	}
+	res, err := p.batch.StoreBatch(ctx, acts, store.UserContext{})
+	if err == nil && len(res) == len(rs) {
+		errs := make([]error, len(rs))
+		for i := range res {
+			errs[i] = res[i].Err
+		}
+		return errs
+	}
+	if err == nil {
+		err = fmt.Errorf("kafkastore: the primary's StoreBatch returned %d results for %d records", len(res), len(rs))
+	} else if len(rs) > 1 && (errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrConflict)) {
+		// A verdict on one record failed the whole batch: find which.
+		return p.storeEach(ctx, rs)
+	}
+	errs := make([]error, len(rs))
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
+}
+
+// storeEach writes rs with concurrent Store calls, at most the write
+// concurrency at once across the persister.
+func (p *Persister) storeEach(ctx context.Context, rs []*persistRecord) []error {
+	errs := make([]error, len(rs))
+	var wg sync.WaitGroup
+	for i, r := range rs {
+		select {
+		case p.storeSem <- struct{}{}:
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-p.storeSem }()
+			_, errs[i] = p.primary.Store(ctx, r.act, store.UserContext{})
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// settle marks r done in its partition and frees its budget.
+func (g *generation) settle(r *persistRecord) {
+	if r.ps.tracker.settle(r.msg.Offset) {
+		select {
+		case g.commitNow <- struct{}{}:
+		default:
+		}
+	}
+	g.p.budget.release(r.charged)
+}
+
+// commitLoop commits as the watermarks move, and periodically.
+func (g *generation) commitLoop(ctx context.Context) {
+	t := time.NewTicker(g.p.cfg.commitInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-g.commitNow:
+		case <-t.C:
+		}
+		g.commit()
+	}
+}
+
+// commit commits every partition's watermark that moved.
+func (g *generation) commit() {
+	offsets := map[string]map[int]int64{}
+	type commit struct {
+		ps  *partitionState
+		off int64
+	}
+	var done []commit
+	for _, ps := range g.parts {
+		if off, ok := ps.tracker.toCommit(); ok {
+			if offsets[ps.topic] == nil {
+				offsets[ps.topic] = map[int]int64{}
+			}
+			offsets[ps.topic][ps.partition] = off
+			done = append(done, commit{ps, off})
+		}
+	}
+	if len(done) == 0 {
+		return
+	}
+	if err := g.gen.CommitOffsets(offsets); err != nil {
+		g.p.stats.commitErrors.Add(1)
+		g.p.log.Warn("persister cannot commit offsets; they will be committed later or read again",
+			"generation", g.gen.ID, "err", err)
+		return
+	}
+	g.p.stats.commits.Add(1)
+	for _, c := range done {
+		c.ps.tracker.committedAt(c.off)
+	}
+}
+
+// backoff is the wait before retry number attempt: exponential from the
+// minimum to the maximum, with jitter so that persisters do not retry in
+// step.
+func (p *Persister) backoff(attempt int) time.Duration {
+	d := p.cfg.retryMax
+	if attempt < 32 {
+		if e := p.cfg.retryMin << (attempt - 1); e > 0 && e < d {
+			d = e
+		}
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleepCtx waits d and reports whether ctx is still live.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// byteBudget bounds the bytes of records in flight.
+type byteBudget struct {
+	mu         sync.Mutex
+	limit      int64
+	used, peak int64
+	freed      chan struct{} // closed and replaced on every release
+}
+
+func newByteBudget(limit int64) *byteBudget {
+	return &byteBudget{limit: limit, freed: make(chan struct{})}
+}
+
+// acquire takes n bytes, waiting for room; a request above the limit takes
+// the whole limit. It returns what it took.
+func (b *byteBudget) acquire(ctx context.Context, n int64) (int64, error) {
+	n = min(n, b.limit)
+	for {
+		b.mu.Lock()
+		if b.used+n <= b.limit {
+			b.used += n
+			b.peak = max(b.peak, b.used)
+			b.mu.Unlock()
+			return n, nil
+		}
+		freed := b.freed
+		b.mu.Unlock()
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+func (b *byteBudget) release(n int64) {
+	if n == 0 {
+		return
+	}
+	b.mu.Lock()
+	b.used -= n
+	close(b.freed)
+	b.freed = make(chan struct{})
+	b.mu.Unlock()
+}
+
+func (b *byteBudget) usage() (used, peak int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used, b.peak
+}
+
+// kafkaLogger sends kafka-go's log lines to slog.
+type kafkaLogger struct {
+	log   *slog.Logger
+	level slog.Level
+}
+
+func (l kafkaLogger) Printf(format string, args ...any) {
+	if l.log.Enabled(context.Background(), l.level) {
+		l.log.Log(context.Background(), l.level, "kafka-go: "+strings.TrimSpace(fmt.Sprintf(format, args...)))
+	}
+}

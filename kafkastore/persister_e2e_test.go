@@ -1,0 +1,159 @@
+package kafkastore
+
+import (
+	"context"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-whisk/activationstore/internal/couchtest"
+	"github.com/go-whisk/activationstore/internal/faultproxy"
+	"github.com/go-whisk/activationstore/internal/kafkatest"
+	"github.com/go-whisk/activationstore/primary/couchdb"
+	"github.com/go-whisk/activationstore/primary/memory"
+	"github.com/go-whisk/activationstore/store"
+)
+
+// TestMain stops the CouchDB test server with the test binary (for the
+// internal and external tests of the package alike).
+func TestMain(m *testing.M) { couchtest.Main(m) }
+
+// storeThroughKafka publishes as through the KafkaStore, from concurrent
+// callers as an invoker would.
+func storeThroughKafka(t *testing.T, ks *Store, as []*store.Activation) {
+	t.Helper()
+	const callers = 32
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for c := range callers {
+		wg.Go(func() {
+			for i := c; i < len(as); i += callers {
+				if _, err := ks.Store(context.Background(), as[i], store.UserContext{}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("KafkaStore.Store: %v", err)
+	}
+}
+
+func TestPersisterEndToEndThroughKafkaStore(t *testing.T) {
+	b := startPersisterBroker(t)
+	topic := kafkatest.Topic(t, "completed-others")
+	mem := memory.New()
+	ks, err := New(mem, WithBrokers(b.Addr()), WithTopic(topic), WithTopicPartitions(4), WithLinger(time.Millisecond))
+	if err != nil {
+		t.Fatalf("kafkastore.New: %v", err)
+	}
+	defer ks.Close()
+
+	group := kafkatest.Topic(t, "group")
+	p := newTestPersister(t, b, mem, WithGroupID(group), WithTopicPattern(pattern(topic)))
+	runPersister(t, p)
+
+	const n = 10_000
+	as := make([]*store.Activation, n)
+	for i := range as {
+		as[i] = testActivation("guest")
+	}
+	start := time.Now()
+	storeThroughKafka(t, ks, as)
+	t.Logf("published %d in %v", n, time.Since(start))
+	waitFor(t, 60*time.Second, "10k activations persisted", func() bool { return mem.Len() >= n })
+	t.Logf("persisted %d after %v", n, time.Since(start))
+	waitCommittedToEnd(t, b, group, topic, 4)
+	checkAllStored(t, ks, "guest", as) // reads go through the KafkaStore to the primary
+	if s := p.Stats(); s.Persisted != n {
+		t.Errorf("persisted %d, want %d", s.Persisted, n)
+	}
+}
+
+func newCouchPrimary(t *testing.T, rawURL string, opts ...couchdb.Option) *couchdb.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := couchdb.New(ctx, rawURL, couchtest.DBName(t), opts...)
+	if err != nil {
+		t.Fatalf("couchdb.New: %v", err)
+	}
+	return s
+}
+
+func TestPersisterIntoCouchDB(t *testing.T) {
+	b := startPersisterBroker(t)
+	topic := kafkatest.Topic(t, "completed-others")
+	couch := newCouchPrimary(t, couchtest.URL(t))
+	ks, err := New(couch, WithBrokers(b.Addr()), WithTopic(topic), WithTopicPartitions(2), WithLinger(time.Millisecond))
+	if err != nil {
+		t.Fatalf("kafkastore.New: %v", err)
+	}
+	defer ks.Close()
+	const n = 1000
+	as := make([]*store.Activation, n)
+	for i := range as {
+		as[i] = testActivation("guest")
+	}
+	storeThroughKafka(t, ks, as)
+	// Half of them replayed: absorbed as conflicts by _bulk_docs.
+	values := make([][]byte, 0, n/2)
+	for _, a := range as[:n/2] {
+		values = append(values, resultMessage(t, a))
+	}
+	produce(t, b, topic, values...)
+
+	group := kafkatest.Topic(t, "group")
+	p := newTestPersister(t, b, couch, WithGroupID(group), WithTopicPattern(pattern(topic)))
+	start := time.Now()
+	runPersister(t, p)
+	waitCommittedToEnd(t, b, group, topic, 2)
+	t.Logf("persisted %d into CouchDB in %v", n, time.Since(start))
+	checkAllStored(t, ks, "guest", as)
+	if s := p.Stats(); s.Persisted != n || s.Conflicts != n/2 {
+		t.Errorf("persisted %d conflicts %d; want %d and %d", s.Persisted, s.Conflicts, n, n/2)
+	}
+}
+
+// CouchDB unreachable for a while (a TCP proxy drops every connection):
+// the persister retries, commits nothing it has not written, and loses
+// nothing once CouchDB is back.
+func TestPersisterCouchDBOutage(t *testing.T) {
+	b := startPersisterBroker(t)
+	topic := kafkatest.Topic(t, "completed-others")
+	createTopic(t, b, topic, 2)
+	u, err := url.Parse(couchtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := faultproxy.Start(t, u.Host)
+	u.Host = proxy.Addr()
+	couch := newCouchPrimary(t, u.String(), couchdb.WithTimeout(5*time.Second))
+
+	group := kafkatest.Topic(t, "group")
+	p := newTestPersister(t, b, couch, WithGroupID(group), WithTopicPattern(pattern(topic)))
+	runPersister(t, p)
+	first := produceActivations(t, b, topic, "guest", 200)
+	waitCommittedToEnd(t, b, group, topic, 2)
+
+	proxy.Drop()
+	second := produceActivations(t, b, topic, "guest", 300)
+	waitFor(t, 15*time.Second, "retries during the outage", func() bool { return p.Stats().Retries >= 3 })
+	for part, off := range committedOffsets(t, b, group, topic, 2) {
+		if off > 100 { // 200 round-robin over 2 partitions before the outage
+			t.Fatalf("partition %d committed to %d during the outage", part, off)
+		}
+	}
+	if err := proxy.Restore(); err != nil {
+		t.Fatalf("restore proxy: %v", err)
+	}
+	waitCommittedToEnd(t, b, group, topic, 2)
+	checkAllStored(t, couch, "guest", append(first, second...))
+	if s := p.Stats(); s.Persisted+s.Conflicts < 500 || s.Retries < 3 {
+		t.Errorf("stats persisted %d conflicts %d retries %d", s.Persisted, s.Conflicts, s.Retries)
+	}
+}

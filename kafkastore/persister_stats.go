@@ -1,0 +1,136 @@
+package kafkastore
+
+import (
+	"cmp"
+	"slices"
+	"sync/atomic"
+	"time"
+)
+
+// PersisterStats is a snapshot of a Persister's counters. Counters are
+// cumulative since NewPersister; gauges describe the moment of the call.
+type PersisterStats struct {
+	// Persisted counts records written to the primary by this persister.
+	Persisted int64
+	// Conflicts counts records the primary had already (store.ErrConflict):
+	// replays after a restart or rebalance. Not included in Persisted.
+	Conflicts int64
+	// Skipped counts records carrying no activation: CompletionMessages and
+	// results shrunk to an activation id.
+	Skipped int64
+	// Retries counts failed writes to the primary that were retried.
+	Retries int64
+	// DeadLettered counts records published to the dead-letter topic.
+	DeadLettered int64
+	// DeadLetterRetries counts failed dead-letter publishes that were retried.
+	DeadLetterRetries int64
+	// Commits and CommitErrors count offset commits to the group.
+	Commits, CommitErrors int64
+	// Batches counts writes to the primary (one per batch, not per retry);
+	// BatchRecords sums their records and BatchLatency their duration,
+	// retries included. Divide for the averages.
+	Batches      int64
+	BatchRecords int64
+	BatchLatency time.Duration
+	// LastBatchRecords and LastBatchLatency describe the latest batch.
+	LastBatchRecords int64
+	LastBatchLatency time.Duration
+	// InFlightBytes is the weight of records read and not yet settled;
+	// MaxInFlightBytes the highest it has been. Both stay at or below the
+	// WithMaxInFlightBytes cap (except for a single record above the cap).
+	InFlightBytes, MaxInFlightBytes int64
+	// Ready is Ready(); Generation the consumer group generation joined
+	// last (0 before the first).
+	Ready      bool
+	Generation int32
+	// Partitions are the partitions assigned now, sorted by topic and partition.
+	Partitions []PartitionLag
+}
+
+// PartitionLag describes one assigned partition.
+type PartitionLag struct {
+	Topic     string
+	Partition int
+	// Committed is the group's committed offset (-1 when none yet).
+	Committed int64
+	// HighWaterMark is the partition's end offset as last seen in a fetch
+	// (-1 before the first record).
+	HighWaterMark int64
+	// Lag is HighWaterMark minus Committed (or minus the first offset read
+	// when nothing is committed yet): what a restart would read again or
+	// still has to persist. 0 when unknown.
+	Lag int64
+	// InFlight counts records read but not settled.
+	InFlight int
+}
+
+type persisterCounters struct {
+	persisted, conflicts, skipped, retries atomic.Int64
+	deadLettered, deadLetterRetries        atomic.Int64
+	commits, commitErrors                  atomic.Int64
+	batches, batchRecords, batchNanos      atomic.Int64
+	lastBatchRecords, lastBatchNanos       atomic.Int64
+	generation                             atomic.Int32
+}
+
+func (c *persisterCounters) batchDone(records int, d time.Duration) {
+	c.batches.Add(1)
+	c.batchRecords.Add(int64(records))
+	c.batchNanos.Add(int64(d))
+	c.lastBatchRecords.Store(int64(records))
+	c.lastBatchNanos.Store(int64(d))
+}
+
+// Stats returns a snapshot of the counters and of the assigned partitions'
+// lag. It is safe to call at any time, from any goroutine.
+func (p *Persister) Stats() PersisterStats {
+	c := &p.stats
+	used, peak := p.budget.usage()
+	s := PersisterStats{
+		Persisted:         c.persisted.Load(),
+		Conflicts:         c.conflicts.Load(),
+		Skipped:           c.skipped.Load(),
+		Retries:           c.retries.Load(),
+		DeadLettered:      c.deadLettered.Load(),
+		DeadLetterRetries: c.deadLetterRetries.Load(),
+		Commits:           c.commits.Load(),
+		CommitErrors:      c.commitErrors.Load(),
+		Batches:           c.batches.Load(),
+		BatchRecords:      c.batchRecords.Load(),
+		BatchLatency:      time.Duration(c.batchNanos.Load()),
+		LastBatchRecords:  c.lastBatchRecords.Load(),
+		LastBatchLatency:  time.Duration(c.lastBatchNanos.Load()),
+		InFlightBytes:     used,
+		MaxInFlightBytes:  peak,
+		Ready:             p.Ready(),
+		Generation:        c.generation.Load(),
+	}
+	p.partsMu.Lock()
+	for _, ps := range p.parts {
+		s.Partitions = append(s.Partitions, ps.lag())
+	}
+	p.partsMu.Unlock()
+	slices.SortFunc(s.Partitions, func(a, b PartitionLag) int {
+		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
+	})
+	return s
+}
+
+func (ps *partitionState) lag() PartitionLag {
+	_, committed, inFlight := ps.tracker.positions()
+	l := PartitionLag{
+		Topic:         ps.topic,
+		Partition:     ps.partition,
+		Committed:     committed,
+		HighWaterMark: ps.highWaterMark.Load(),
+		InFlight:      inFlight,
+	}
+	from := committed
+	if from < 0 {
+		from = ps.firstOffset.Load()
+	}
+	if l.HighWaterMark >= 0 && from >= 0 && l.HighWaterMark > from {
+		l.Lag = l.HighWaterMark - from
+	}
+	return l
+}

@@ -1,0 +1,419 @@
+package kafkastore
+
+import (
+	"context"
+	"errors"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-whisk/activationstore/internal/kafkatest"
+	"github.com/go-whisk/activationstore/primary/memory"
+	"github.com/go-whisk/activationstore/store"
+)
+
+// pattern follows exactly the named topics.
+func pattern(topics ...string) *regexp.Regexp {
+	s := "^("
+	for i, t := range topics {
+		if i > 0 {
+			s += "|"
+		}
+		s += regexp.QuoteMeta(t)
+	}
+	return regexp.MustCompile(s + ")$")
+}
+
+func TestPersisterPersistsEveryRecordOnce(t *testing.T) {
+	b := startPersisterBroker(t)
+	topic := kafkatest.Topic(t, "completed-others")
+	createTopic(t, b, topic, 4)
+	const n = 10_000
+	as := produceActivations(t, b, topic, "guest", n)
+
+	primary := memory.New()
+	group := kafkatest.Topic(t, "group")
+	p := newTestPersister(t, b, primary, WithTopicPattern(pattern(topic)), WithGroupID(group))
+	runPersister(t, p)
+
+	waitFor(t, 60*time.Second, "10k activations persisted", func() bool { return primary.Len() >= n })
+	waitCommittedToEnd(t, b, group, topic, 4)
+	checkAllStored(t, primary, "guest", as)
+
+	s := p.Stats()
+	if s.Persisted+s.Conflicts != n || s.Skipped != 0 || s.DeadLettered != 0 || s.Retries != 0 {
+		t.Errorf("stats %+v: want %d persisted+conflicts, nothing skipped, dead-lettered or retried", s, n)
+	}
+	if !s.Ready || !p.Ready() {
+		t.Errorf("Ready = %v, stats.Ready = %v; want true once joined", p.Ready(), s.Ready)
+	}
+	if len(s.Partitions) != 4 {
+		t.Fatalf("stats partitions %+v, want the 4 of %s", s.Partitions, topic)
+	}
+	waitFor(t, 5*time.Second, "lag 0 on every partition", func() bool {
+		for _, pl := range p.Stats().Partitions {
+			if pl.Lag != 0 || pl.InFlight != 0 || pl.Committed < 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if s.Batches == 0 || s.BatchRecords < s.Batches || s.BatchLatency <= 0 {
+		t.Errorf("batch stats %d batches, %d records, %v: want batches with records and latency", s.Batches, s.BatchRecords, s.BatchLatency)
+	}
+	if s.BatchRecords/s.Batches < 2 {
+		t.Errorf("average batch %d records: want batching of a backlog", s.BatchRecords/s.Batches)
+	}
+}
+
+func TestPersisterRestartLosesNothing(t *testing.T) {
+	b := startPersisterBroker(t)
+	topic := kafkatest.Topic(t, "completed-others")
+	createTopic(t, b, topic, 2)
+	const n = 3000
+	as := produceActivations(t, b, topic, "guest", n)
+
+	primary := memory.New()
+	group := kafkatest.Topic(t, "group")
+	opts := []Option{WithTopicPattern(pattern(topic)), WithGroupID(group), WithBatch(50, 1<<20, time.Millisecond)}
+	slow := &faultyBatchPrimary{faultyPrimary: &faultyPrimary{inner: primary}, batch: primary}
+
+	p1 := newTestPersister(t, b, slow, opts...)
+	stop1 := runPersister(t, p1)
+	waitFor(t, 30*time.Second, "a third persisted", func() bool { return primary.Len() >= n/3 })
+	stop1() // mid-stream
+	if got := primary.Len(); got >= n {
+		t.Logf("first persister finished everything (%d) before it was stopped", got)
+	}
+	if p1.Ready() {
+		t.Errorf("Ready after Run returned")
+	}
+	// Whatever was committed was persisted.
+	committed := committedOffsets(t, b, group, topic, 2)
+	var sum int64
+	for _, off := range committed {
+		sum += max(off, 0)
+	}
+	if sum > int64(primary.Len()) {
+		t.Fatalf("committed %d records in total but only %d persisted", sum, primary.Len())
+	}
+
+	p2 := newTestPersister(t, b, primary, opts...)
+	runPersister(t, p2)
+	waitFor(t, 30*time.Second, "everything persisted after the restart", func() bool { return primary.Len() >= n })
+	waitCommittedToEnd(t, b, group, topic, 2)
+	checkAllStored(t, primary, "guest", as)
+	s1, s2 := p1.Stats(), p2.Stats()
+	if s1.Persisted+s2.Persisted != n {
+		t.Errorf("persisted %d + %d, want %d in total", s1.Persisted, s2.Persisted, n)
+	}
+}
+
+func TestPersisterGroupSharesPartitions(t *testing.T) {
+	b := startPersisterBroker(t)
+	topic := kafkatest.Topic(t, "completed-others")
+	createTopic(t, b, topic, 6)
+	primary := memory.New()
+	group := kafkatest.Topic(t, "group")
+
+	var ps []*Persister
+	for i := range 3 {
+		p := newTestPersister(t, b, primary, WithTopicPattern(pattern(topic)), WithGroupID(group),
+			WithClientID("persister-test-"+strconv.Itoa(i)))
+		runPersister(t, p)
+		ps = append(ps, p)
+	}
+	waitFor(t, 30*time.Second, "each persister assigned 2 of the 6 partitions", func() bool {
+		for _, p := range ps {
+			if len(p.Stats().Partitions) != 2 {
+				return false
+			}
+		}
+		return true
+	})
+	const n = 3000
+	as := produceActivations(t, b, topic, "guest", n)
+	waitFor(t, 30*time.Second, "everything persisted", func() bool { return primary.Len() >= n })
+	waitCommittedToEnd(t, b, group, topic, 6)
+	checkAllStored(t, primary, "guest", as)
+	var total int64
+	for i, p := range ps {
+		s := p.Stats()
+		if s.Persisted == 0 {
+			t.Errorf("persister %d persisted nothing; want a share", i)
+		}
+		total += s.Persisted + s.Conflicts
+	}
+	if total < n {
+		t.Errorf("persisted %d in total, want %d", total, n)
+	}
+}
+
+func TestPersisterFollowsNewTopics(t *testing.T) {
+	b := startPersisterBroker(t)
+	prefix := kafkatest.Topic(t, "completed")
+	re := regexp.MustCompile("^" + regexp.QuoteMeta(prefix) + "-.*")
+	primary := memory.New()
+	p := newTestPersister(t, b, primary, WithTopicPattern(re))
+	runPersister(t, p)
+	waitFor(t, 10*time.Second, "ready with no topic", p.Ready)
+
+	first := prefix + "-others"
+	createTopic(t, b, first, 1)
+	as := produceActivations(t, b, first, "guest", 100)
+	waitFor(t, 15*time.Second, "records of a topic created after start", func() bool { return primary.Len() >= 100 })
+
+	second := prefix + "-0"
+	createTopic(t, b, second, 2)
+	as = append(as, produceActivations(t, b, second, "guest", 100)...)
+	waitFor(t, 15*time.Second, "records of a second new topic", func() bool { return primary.Len() >= 200 })
+	checkAllStored(t, primary, "guest", as)
+	waitFor(t, 5*time.Second, "3 partitions assigned", func() bool { return len(p.Stats().Partitions) == 3 })
+}
+
+func TestPersisterRetriesTransientFailures(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		batch bool
+	}{{"StoreBatch", true}, {"Store", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := startPersisterBroker(t)
+			topic := kafkatest.Topic(t, "completed-others")
+			createTopic(t, b, topic, 2)
+			mem := memory.New()
+			f := &faultyPrimary{inner: mem}
+			var primary store.Store = f
+			if tc.batch {
+				primary = &faultyBatchPrimary{faultyPrimary: f, batch: mem}
+			}
+			f.failing.Store(true)
+			group := kafkatest.Topic(t, "group")
+			p := newTestPersister(t, b, primary, WithTopicPattern(pattern(topic)), WithGroupID(group))
+			runPersister(t, p)
+			as := produceActivations(t, b, topic, "guest", 500)
+
+			waitFor(t, 15*time.Second, "retries while the primary is down", func() bool { return p.Stats().Retries >= 5 })
+			for part, off := range committedOffsets(t, b, group, topic, 2) {
+				if off > 0 {
+					t.Fatalf("partition %d committed at %d while nothing is persisted", part, off)
+				}
+			}
+			if mem.Len() != 0 {
+				t.Fatalf("%d stored while failing", mem.Len())
+			}
+			f.failing.Store(false)
+			waitFor(t, 15*time.Second, "everything persisted after recovery", func() bool { return mem.Len() >= 500 })
+			waitCommittedToEnd(t, b, group, topic, 2)
+			checkAllStored(t, mem, "guest", as)
+			if s := p.Stats(); s.Persisted != 500 || s.DeadLettered != 0 {
+				t.Errorf("stats %+v: want 500 persisted, none dead-lettered", s)
+			}
+		})
+	}
+}
+
+// The OpenWhisk persister committed past records still being saved. Here
+// one record fails while those after it succeed: the commit must stop
+// before it, also on shutdown.
+func TestPersisterCommitsOnlyContiguousPrefix(t *testing.T) {
+	b := startPersisterBroker(t)
+	topic := kafkatest.Topic(t, "completed-others")
+	createTopic(t, b, topic, 1)
+	mem := memory.New()
+	f := &faultyPrimary{inner: mem, failIDs: map[string]bool{}}
+	primary := &faultyBatchPrimary{faultyPrimary: f, batch: mem}
+
+	as := make([]*store.Activation, 100)
+	values := make([][]byte, len(as))
+	for i := range as {
+		as[i] = testActivation("guest")
+		values[i] = resultMessage(t, as[i])
+	}
+	f.failIDs[as[40].ActivationID] = true
+	produce(t, b, topic, values...)
+
+	group := kafkatest.Topic(t, "group")
+	p := newTestPersister(t, b, primary, WithTopicPattern(pattern(topic)), WithGroupID(group),
+		WithBatch(10, 1<<20, time.Millisecond), WithWriteConcurrency(4))
+	stop := runPersister(t, p)
+	waitFor(t, 15*time.Second, "all but one persisted", func() bool { return mem.Len() >= 99 })
+	time.Sleep(300 * time.Millisecond) // several commit intervals
+	if got := committedOffsets(t, b, group, topic, 1)[0]; got != 40 {
+		t.Fatalf("committed offset %d while record 40 is not persisted; want 40", got)
+	}
+	if pl := p.Stats().Partitions[0]; pl.Committed != 40 || pl.InFlight != 60 || pl.Lag != 60 {
+		t.Errorf("partition stats %+v: want committed 40, 60 in flight, lag 60", pl)
+	}
+	stop() // graceful shutdown must not commit the failing record
+	if got := committedOffsets(t, b, group, topic, 1)[0]; got != 40 {
+		t.Fatalf("after shutdown committed offset %d; want 40", got)
+	}
+
+	// A restart with a healthy primary reads from 40: 1 new, 59 conflicts.
+	f.mu.Lock()
+	clear(f.failIDs)
+	f.mu.Unlock()
+	p2 := newTestPersister(t, b, primary, WithTopicPattern(pattern(topic)), WithGroupID(group))
+	runPersister(t, p2)
+	waitCommittedToEnd(t, b, group, topic, 1)
+	checkAllStored(t, mem, "guest", as)
+	if s := p2.Stats(); s.Persisted != 1 || s.Conflicts != 59 {
+		t.Errorf("restart stats persisted %d conflicts %d; want 1 and 59", s.Persisted, s.Conflicts)
+	}
+}
+
+func TestPersisterReplayIsAbsorbedAsConflicts(t *testing.T) {
+	b := startPersisterBroker(t)
+	topic := kafkatest.Topic(t, "completed-others")
+	createTopic(t, b, topic, 2)
+	as := produceActivations(t, b, topic, "guest", 400)
+	mem := memory.New()
+
+	p1 := newTestPersister(t, b, mem, WithTopicPattern(pattern(topic)))
+	stop := runPersister(t, p1)
+	waitFor(t, 15*time.Second, "first pass", func() bool { return mem.Len() >= 400 })
+	stop()
+
+	// A new group reads everything again; the records are also re-produced.
+	values := make([][]byte, 0, 100)
+	for _, a := range as[:100] {
+		values = append(values, resultMessage(t, a))
+	}
+	produce(t, b, topic, values...)
+	group := kafkatest.Topic(t, "replay")
+	p2 := newTestPersister(t, b, mem, WithTopicPattern(pattern(topic)), WithGroupID(group))
+	runPersister(t, p2)
+	waitCommittedToEnd(t, b, group, topic, 2)
+	if s := p2.Stats(); s.Conflicts != 500 || s.Persisted != 0 {
+		t.Errorf("replay stats persisted %d conflicts %d; want 0 and 500", s.Persisted, s.Conflicts)
+	}
+	checkAllStored(t, mem, "guest", as)
+}
+
+func TestPersisterShutdownAbandonsUnpersisted(t *testing.T) {
+	b := startPersisterBroker(t)
+	topic := kafkatest.Topic(t, "completed-others")
+	createTopic(t, b, topic, 1)
+	mem := memory.New()
+	f := &faultyPrimary{inner: mem}
+	primary := &faultyBatchPrimary{faultyPrimary: f, batch: mem}
+	group := kafkatest.Topic(t, "group")
+	p := newTestPersister(t, b, primary, WithTopicPattern(pattern(topic)), WithGroupID(group), WithDrainTimeout(100*time.Millisecond))
+	stop := runPersister(t, p)
+	produceActivations(t, b, topic, "guest", 50)
+	waitFor(t, 15*time.Second, "first records persisted", func() bool { return mem.Len() >= 50 })
+	waitCommittedToEnd(t, b, group, topic, 1)
+
+	f.failing.Store(true)
+	produceActivations(t, b, topic, "guest", 50)
+	waitFor(t, 15*time.Second, "retries", func() bool { return p.Stats().Retries > 0 })
+	start := time.Now()
+	stop()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("shutdown took %v with a failing primary; want about the drain timeout", d)
+	}
+	if got := committedOffsets(t, b, group, topic, 1)[0]; got != 50 {
+		t.Fatalf("committed %d after shutdown; want 50 (nothing unpersisted)", got)
+	}
+	if s := p.Stats(); s.InFlightBytes != 0 {
+		t.Errorf("in-flight bytes %d after Run returned; want 0", s.InFlightBytes)
+	}
+}
+
+func TestPersisterBoundsInFlightBytes(t *testing.T) {
+	b := startPersisterBroker(t)
+	topic := kafkatest.Topic(t, "activations")
+	createTopic(t, b, topic, 3)
+	const n, cap = 600, 256 << 10
+	as := make([]*store.Activation, n)
+	values := make([][]byte, n)
+	for i := range as {
+		as[i] = testActivation("guest")
+		as[i].Logs = []string{strconv.Itoa(i) + strings.Repeat("x", 2000)}
+		values[i] = resultMessage(t, as[i])
+	}
+	produce(t, b, topic, values...)
+	mem := memory.New()
+	slow := &slowBatchPrimary{inner: mem, batch: mem, delay: 5 * time.Millisecond}
+	p := newTestPersister(t, b, slow, WithTopicPattern(pattern(topic)), WithMaxInFlightBytes(cap))
+	runPersister(t, p)
+	waitFor(t, 30*time.Second, "backlog persisted", func() bool { return mem.Len() >= n })
+	checkAllStored(t, mem, "guest", as)
+	s := p.Stats()
+	if s.MaxInFlightBytes > cap {
+		t.Errorf("in-flight bytes peaked at %d, above the cap %d", s.MaxInFlightBytes, cap)
+	}
+	if s.MaxInFlightBytes < cap/2 {
+		t.Errorf("in-flight bytes peaked at %d: the cap %d was never approached, the test proves nothing", s.MaxInFlightBytes, cap)
+	}
+}
+
+// slowBatchPrimary delays each batch, so that a backlog piles up.
+type slowBatchPrimary struct {
+	inner
+	batch store.BatchStorer
+	delay time.Duration
+}
+
+func (s *slowBatchPrimary) StoreBatch(ctx context.Context, as []*store.Activation, uc store.UserContext) ([]store.BatchResult, error) {
+	select {
+	case <-time.After(s.delay):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return s.batch.StoreBatch(ctx, as, uc)
+}
+
+func TestPersisterRunTwice(t *testing.T) {
+	b := startPersisterBroker(t)
+	p := newTestPersister(t, b, memory.New(), WithTopicPattern(pattern(kafkatest.Topic(t, "none"))))
+	runPersister(t, p)
+	waitFor(t, 10*time.Second, "running", p.Ready)
+	if err := p.Run(context.Background()); !errors.Is(err, ErrPersisterRunning) {
+		t.Fatalf("second Run = %v, want ErrPersisterRunning", err)
+	}
+}
+
+func TestNewPersisterRejectsBadConfig(t *testing.T) {
+	storeOnly := option("WithStoreThing", forStore, func(*config) error { return nil })
+	for name, tc := range map[string]struct {
+		primary store.Store
+		opts    []Option
+	}{
+		"nil primary":       {nil, []Option{WithBrokers("127.0.0.1:1")}},
+		"no brokers":        {memory.New(), nil},
+		"store option":      {memory.New(), []Option{WithBrokers("127.0.0.1:1"), storeOnly}},
+		"empty group":       {memory.New(), []Option{WithBrokers("127.0.0.1:1"), WithGroupID("")}},
+		"nil pattern":       {memory.New(), []Option{WithBrokers("127.0.0.1:1"), WithTopicPattern(nil)}},
+		"bad dlq name":      {memory.New(), []Option{WithBrokers("127.0.0.1:1"), WithDeadLetterTopic("a b")}},
+		"zero batch":        {memory.New(), []Option{WithBrokers("127.0.0.1:1"), WithBatch(0, 1, 0)}},
+		"zero concurrency":  {memory.New(), []Option{WithBrokers("127.0.0.1:1"), WithWriteConcurrency(0)}},
+		"backoff max < min": {memory.New(), []Option{WithBrokers("127.0.0.1:1"), WithRetryBackoff(time.Second, time.Millisecond)}},
+		"zero cap":          {memory.New(), []Option{WithBrokers("127.0.0.1:1"), WithMaxInFlightBytes(0)}},
+		"heartbeat>session": {memory.New(), []Option{WithBrokers("127.0.0.1:1"), WithGroupTimeouts(time.Second, time.Second, 2*time.Second)}},
+		"zero refresh":      {memory.New(), []Option{WithBrokers("127.0.0.1:1"), WithTopicRefresh(0)}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p, err := NewPersister(tc.primary, tc.opts...)
+			if !errors.Is(err, ErrConfig) || p != nil {
+				t.Fatalf("NewPersister = %v, %v; want ErrConfig", p, err)
+			}
+		})
+	}
+	p, err := NewPersister(memory.New(), WithBrokers("127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := p.cfg.clientID; !regexp.MustCompile(`^persister-.+-\d+-[0-9a-f]{6}$`).MatchString(id) {
+		t.Errorf("default client id %q, want persister-<host>-<pid>-<random>", id)
+	}
+	q, _ := NewPersister(memory.New(), WithBrokers("127.0.0.1:1"))
+	if p.cfg.clientID == q.cfg.clientID {
+		t.Errorf("two persisters share the client id %q", p.cfg.clientID)
+	}
+	if p.cfg.groupID != DefaultGroupID || p.cfg.topicPattern.String() != "^completed.*" || p.cfg.deadLetterTopic != DefaultDeadLetterTopic {
+		t.Errorf("defaults: group %q pattern %q dlq %q", p.cfg.groupID, p.cfg.topicPattern, p.cfg.deadLetterTopic)
+	}
+}

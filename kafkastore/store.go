@@ -1,0 +1,545 @@
+package kafkastore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/go-whisk/activationstore/codec"
+	"github.com/go-whisk/activationstore/store"
+)
+
+// Errors of Store, matched with errors.Is.
+var (
+	// ErrClosed: the Store was closed; nothing was written.
+	ErrClosed = errors.New("kafkastore: store is closed")
+	// ErrOversize: the record is above the maximum request size. The
+	// concrete error is an *OversizeError.
+	ErrOversize = errors.New("kafkastore: record above the maximum request size")
+	// ErrPublish: publishing the record failed and it was stored nowhere.
+	// The concrete error is a *PublishError.
+	ErrPublish = errors.New("kafkastore: publish failed")
+)
+
+// systemTransactionID is the transaction id put on the wire when the
+// caller's UserContext names none; "sid_" marks OpenWhisk's system ids.
+const systemTransactionID = "sid_kafkastore"
+
+// Store is a store.Store that publishes every record to a Kafka topic,
+// from which a Persister writes it to the primary store. Reads and deletes
+// go to the primary. A Store is safe for concurrent use; concurrent Store
+// calls share produce requests.
+type Store struct {
+	primary store.Store
+	cfg     storeConfig
+	log     *slog.Logger
+
+	maxRequestSize int
+	logsInside     bool
+	contentType    string
+
+	transport *kafka.Transport
+	batcher   *publishBatcher
+	// solo resends, alone, a record whose batch the broker rejected as too
+	// large, to tell an oversize record from an oversize batch.
+	solo *kafka.Writer
+
+	mu     sync.RWMutex // held for reading by every call, for writing by Close
+	closed bool
+
+	stats storeCounters
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns a Store that publishes to Kafka and delegates reads and
+// deletes to primary, which it does not close. WithBrokers is required.
+// Unless WithTopicCreation(false), New creates the topic when it is
+// missing (bounded by the publish timeout), so it fails when the brokers
+// are unreachable. Options of NewPersister are rejected with ErrConfig.
+func New(primary store.Store, opts ...Option) (*Store, error) {
+	if primary == nil {
+		return nil, configErr("nil primary store: New needs the store that reads, deletes and oversize records go to")
+	}
+	var c config
+	if err := applyOptions(&c, forStore, opts); err != nil {
+		return nil, err
+	}
+	sc := c.storeConfig
+	sc.setDefaults()
+	if c.clientID == "" {
+		c.clientID = defaultStoreClientID
+	}
+	s := &Store{
+		primary:        primary,
+		cfg:            sc,
+		log:            c.logger.With(slog.String("component", "kafkastore.Store"), slog.String("topic", sc.topic)),
+		maxRequestSize: DefaultMaxRequestSize,
+		logsInside:     sc.logsInside(),
+		contentType:    ContentTypeResultMessage,
+	}
+	if s.logsInside {
+		s.contentType = ContentTypeActivation
+	}
+	switch m := sc.maxRequestSize; {
+	case m == 0:
+	case m < DefaultMaxRequestSize:
+		// As OpenWhisk: a limit below the activation limit would reject
+		// records the platform accepted.
+		s.log.Warn("kafkastore: configured max request size is below the activation limit; using the activation limit",
+			slog.Int("configured", m), slog.Int("using", DefaultMaxRequestSize))
+	default:
+		s.maxRequestSize = m
+	}
+
+	s.transport = &kafka.Transport{
+		ClientID:    c.clientID,
+		TLS:         c.tls,
+		SASL:        c.sasl,
+		DialTimeout: min(sc.publishTimeout, 5*time.Second),
+	}
+	kafkaLog := kafka.LoggerFunc(func(msg string, args ...any) {
+		s.log.Debug("kafka-go: " + fmt.Sprintf(msg, args...))
+	})
+	newWriter := func(batchSize int, balancer kafka.Balancer) *kafka.Writer {
+		return &kafka.Writer{
+			Addr:            kafka.TCP(c.brokers...),
+			Topic:           sc.topic,
+			Balancer:        balancer,
+			MaxAttempts:     10,
+			WriteBackoffMin: 20 * time.Millisecond,
+			WriteBackoffMax: 500 * time.Millisecond,
+			BatchSize:       batchSize,
+			BatchBytes:      int64(s.maxRequestSize),
+			// Batches are formed by publishBatcher, one WriteMessages
+			// call each; kafka-go reads 0 as its 1 s default.
+			BatchTimeout: time.Nanosecond,
+			ReadTimeout:  sc.publishTimeout,
+			WriteTimeout: sc.publishTimeout,
+			RequiredAcks: kafka.RequireAll,
+			Transport:    s.transport,
+			ErrorLogger:  kafkaLog,
+		}
+	}
+	const maxBatchRecords = 1000
+	s.batcher = newPublishBatcher(newWriter(maxBatchRecords, batchBalancer{}), sc.linger, sc.publishTimeout, maxBatchRecords, s.maxRequestSize)
+	s.solo = newWriter(1, &kafka.RoundRobin{})
+
+	if sc.createTopic {
+		if err := s.setupTopic(c.brokers); err != nil {
+			s.batcher.close()
+			s.transport.CloseIdleConnections()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *Store) setupTopic(brokers []string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.publishTimeout)
+	defer cancel()
+	spec := topicSpec{
+		Name:              s.cfg.topic,
+		Partitions:        s.cfg.topicPartitions,
+		ReplicationFactor: s.cfg.topicReplication,
+		Retention:         s.cfg.topicRetention,
+		MaxMessageBytes:   s.maxRequestSize,
+	}
+	created, err := ensureTopic(ctx, s.transport, brokers, spec)
+	if err != nil {
+		return fmt.Errorf("kafkastore: New: %w; check that the brokers %v are reachable and the client may create topics, or create the topic elsewhere and pass WithTopicCreation(false)", err, brokers)
+	}
+	if created {
+		s.log.Info("kafkastore: created topic", slog.Int("partitions", spec.Partitions),
+			slog.Duration("retention", spec.Retention), slog.Int("maxMessageBytes", spec.MaxMessageBytes))
+		return nil
+	}
+	// An existing topic keeps its limit; report a mismatch now rather than
+	// with the first large record.
+	limit, err := topicMaxMessageBytes(ctx, s.transport, brokers, s.cfg.topic)
+	switch {
+	case err != nil:
+		s.log.Debug("kafkastore: cannot read the topic's max.message.bytes", slog.Any("error", err))
+	case limit > 0 && limit < s.maxRequestSize:
+		s.log.Warn("kafkastore: the topic's max.message.bytes is below the store's max request size; larger records will be rejected by the broker and follow the oversize policy",
+			slog.Int("topicMaxMessageBytes", limit), slog.Int("maxRequestSize", s.maxRequestSize),
+			slog.String("oversizePolicy", s.cfg.oversize.String()))
+	}
+	return nil
+}
+
+// Store publishes a to the topic and returns its document id, without a
+// revision (as OpenWhisk: the persister writes the document later). With
+// WithStoreInPrimary it then also stores a in the primary and returns the
+// primary's DocInfo.
+//
+// It returns nil only when the record is durably in Kafka (acknowledged
+// by all in-sync replicas) or in the primary. Errors:
+//   - ErrInvalid (a *store.InvalidError) before anything is written;
+//   - *OversizeError (ErrOversize) when the record is too large for Kafka
+//     and the policy is OversizeReject, or the primary write failed;
+//   - *PublishError (ErrPublish) when the record is stored nowhere;
+//   - *PrimaryWriteError when the record IS in Kafka but the primary write
+//     of store-in-primary failed (store.ErrConflict included);
+//   - ErrClosed after Close.
+func (s *Store) Store(ctx context.Context, a *store.Activation, uc store.UserContext) (store.DocInfo, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return store.DocInfo{}, ErrClosed
+	}
+	if err := store.ValidateActivation(a); err != nil {
+		s.stats.invalid.Add(1)
+		return store.DocInfo{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		// kafka-go would queue the record before noticing.
+		return store.DocInfo{}, fmt.Errorf("kafkastore: activation %q not stored: %w", a.DocID(), err)
+	}
+	msg, err := s.record(a, uc)
+	if err != nil {
+		return store.DocInfo{}, fmt.Errorf("kafkastore: encode activation %q: %w", a.DocID(), err)
+	}
+	size := recordBatchSize(&msg)
+	if size > s.maxRequestSize {
+		return s.storeOversize(ctx, a, uc, &OversizeError{Topic: s.cfg.topic, DocID: a.DocID(), Size: size, Limit: s.maxRequestSize})
+	}
+
+	start := time.Now()
+	err = s.batcher.publish(ctx, msg, size)
+	if err != nil && tooLarge(err) {
+		// The broker measures a whole batch against max.message.bytes;
+		// only a record refused alone is oversize.
+		s.log.LogAttrs(ctx, slog.LevelInfo, "kafkastore: batch refused as too large; resending the record alone",
+			slog.String("activationId", a.ActivationID), slog.Int("size", size))
+		err = s.publish(ctx, s.solo, msg)
+		if err != nil && tooLarge(err) {
+			return s.storeOversize(ctx, a, uc, &OversizeError{Topic: s.cfg.topic, DocID: a.DocID(), Size: size, Broker: true})
+		}
+	}
+	if err != nil {
+		return s.publishFailed(ctx, a, uc, start, err)
+	}
+	s.stats.published.Add(1)
+	s.stats.publishLatency.observe(time.Since(start))
+
+	info := store.DocInfo{ID: a.DocID()}
+	if !s.cfg.storeInPrimary {
+		return info, nil
+	}
+	pinfo, err := s.storePrimary(ctx, a, uc, "store-in-primary")
+	if err != nil {
+		return info, &PrimaryWriteError{Topic: s.cfg.topic, DocID: a.DocID(), Err: err}
+	}
+	return pinfo, nil
+}
+
+// record encodes a in the topic's format.
+func (s *Store) record(a *store.Activation, uc store.UserContext) (kafka.Message, error) {
+	var value []byte
+	var err error
+	if s.logsInside {
+		value, err = codec.MarshalActivation(a)
+	} else {
+		tid := codec.TransactionID{ID: uc.TransactionID, Start: time.Now(), ExtraLogging: uc.ExtraLogging}
+		if tid.ID == "" {
+			tid.ID = systemTransactionID
+		}
+		value, err = codec.MarshalResultMessage(tid, a)
+	}
+	if err != nil {
+		return kafka.Message{}, err
+	}
+	return kafka.Message{
+		Key:     []byte(a.ActivationID),
+		Value:   value,
+		Headers: recordHeaders(s.contentType, a.Namespace, a.ActivationID),
+	}, nil
+}
+
+func (s *Store) publish(ctx context.Context, w *kafka.Writer, msg kafka.Message) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.publishTimeout)
+	defer cancel()
+	return w.WriteMessages(ctx, msg)
+}
+
+func (s *Store) publishFailed(ctx context.Context, a *store.Activation, uc store.UserContext, start time.Time, err error) (store.DocInfo, error) {
+	s.stats.publishFailures.Add(1)
+	err = writeCause(err)
+	perr := &PublishError{Topic: s.cfg.topic, DocID: a.DocID(), Err: err, Elapsed: time.Since(start)}
+	s.log.LogAttrs(ctx, slog.LevelError, "kafkastore: publish failed",
+		slog.String("activationId", a.ActivationID), slog.String("namespace", a.Namespace),
+		slog.Duration("elapsed", perr.Elapsed), slog.Bool("fallbackToPrimary", s.cfg.fallback), slog.Any("error", err))
+	if !s.cfg.fallback {
+		return store.DocInfo{}, perr
+	}
+	info, ferr := s.storePrimary(ctx, a, uc, "fallback")
+	if ferr != nil {
+		perr.FallbackErr = ferr
+		return store.DocInfo{}, perr
+	}
+	s.stats.fallbacks.Add(1)
+	s.log.LogAttrs(ctx, slog.LevelWarn, "kafkastore: stored in the primary instead (fallback)",
+		slog.String("activationId", a.ActivationID), slog.String("namespace", a.Namespace))
+	return info, nil
+}
+
+func (s *Store) storeOversize(ctx context.Context, a *store.Activation, uc store.UserContext, oerr *OversizeError) (store.DocInfo, error) {
+	s.stats.oversize.Add(1)
+	oerr.Policy = s.cfg.oversize
+	attrs := []slog.Attr{
+		slog.String("activationId", a.ActivationID), slog.String("namespace", a.Namespace),
+		slog.Int("size", oerr.Size), slog.Int("limit", oerr.Limit), slog.Bool("rejectedByBroker", oerr.Broker),
+		slog.String("policy", oerr.Policy.String()),
+	}
+	if s.cfg.oversize == OversizeReject {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "kafkastore: record too large for Kafka; rejected", attrs...)
+		return store.DocInfo{}, oerr
+	}
+	s.log.LogAttrs(ctx, slog.LevelWarn, "kafkastore: record too large for Kafka; storing it in the primary directly", attrs...)
+	info, err := s.storePrimary(ctx, a, uc, "oversize")
+	if err != nil {
+		oerr.Err = err
+		return store.DocInfo{}, oerr
+	}
+	s.stats.oversizeToPrimary.Add(1)
+	return info, nil
+}
+
+// storePrimary writes a to the primary, counting and logging the outcome.
+func (s *Store) storePrimary(ctx context.Context, a *store.Activation, uc store.UserContext, why string) (store.DocInfo, error) {
+	info, err := s.primary.Store(ctx, a, uc)
+	switch {
+	case err == nil:
+		s.stats.primaryStores.Add(1)
+	case errors.Is(err, store.ErrConflict):
+		s.stats.primaryConflicts.Add(1)
+		s.log.LogAttrs(ctx, slog.LevelInfo, "kafkastore: primary store: document exists",
+			slog.String("activationId", a.ActivationID), slog.String("namespace", a.Namespace), slog.String("reason", why))
+	default:
+		s.stats.primaryFailures.Add(1)
+		s.log.LogAttrs(ctx, slog.LevelError, "kafkastore: primary store failed",
+			slog.String("activationId", a.ActivationID), slog.String("namespace", a.Namespace),
+			slog.String("reason", why), slog.Any("error", err))
+	}
+	return info, err
+}
+
+// Get returns the record from the primary.
+func (s *Store) Get(ctx context.Context, namespace, activationID string, uc store.UserContext) (*store.Activation, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	return s.primary.Get(ctx, namespace, activationID, uc)
+}
+
+// Delete removes the record from the primary. A record still on its way
+// through Kafka is not affected and will be persisted afterwards.
+func (s *Store) Delete(ctx context.Context, namespace, activationID string, uc store.UserContext) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return s.primary.Delete(ctx, namespace, activationID, uc)
+}
+
+// List returns the matching records of the primary, newest first.
+func (s *Store) List(ctx context.Context, q store.Query, uc store.UserContext) ([]*store.Activation, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	return s.primary.List(ctx, q, uc)
+}
+
+// Count counts the matching records of the primary.
+func (s *Store) Count(ctx context.Context, q store.Query, uc store.UserContext) (int, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return 0, ErrClosed
+	}
+	return s.primary.Count(ctx, q, uc)
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Store) Stats() StoreStats { return s.stats.snapshot() }
+
+// Close waits for the Store calls in progress, flushes the writer and
+// closes the connections to the brokers; later calls return ErrClosed.
+// It does not close the primary. A second Close returns nil. Close waits
+// at most the publish timeout for records whose callers already gave up.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+
+	done := make(chan error, 1)
+	go func() { done <- errors.Join(s.batcher.close(), s.solo.Close()) }()
+	timer := time.NewTimer(s.cfg.publishTimeout)
+	defer timer.Stop()
+	var err error
+	select {
+	case err = <-done:
+	case <-timer.C:
+		err = fmt.Errorf("kafkastore: close: records of callers that timed out still unacknowledged after %v; they may yet reach Kafka", s.cfg.publishTimeout)
+		s.log.Warn("kafkastore: close timed out", slog.Any("error", err))
+	}
+	s.transport.CloseIdleConnections()
+	return err
+}
+
+// OversizeError reports a record above the maximum request size. It
+// matches ErrOversize, and wraps the primary's error when the
+// OversizeToPrimary policy could not store the record there either.
+type OversizeError struct {
+	Topic string
+	DocID string // "<namespace>/<activationId>"
+	Size  int    // bytes, as a record batch of one
+	Limit int    // the Store's max request size; 0 when the broker refused (Broker)
+	// Broker is true when the broker refused the record (the topic's
+	// max.message.bytes is lower than the Store's limit).
+	Broker bool
+	Policy OversizePolicy
+	Err    error // the primary's error under OversizeToPrimary; nil otherwise
+}
+
+func (e *OversizeError) Error() string {
+	var b []byte
+	b = fmt.Appendf(b, "kafkastore: activation %q: record of %d bytes ", e.DocID, e.Size)
+	if e.Broker {
+		b = fmt.Appendf(b, "refused by the broker as too large for topic %q", e.Topic)
+	} else {
+		b = fmt.Appendf(b, "above the max request size of %d bytes", e.Limit)
+	}
+	if e.Err != nil {
+		return string(fmt.Appendf(b, ", and storing it in the primary instead failed: %v", e.Err))
+	}
+	b = append(b, "; not stored: raise WithMaxRequestSize"...)
+	if e.Broker {
+		b = append(b, " and the topic's max.message.bytes"...)
+	}
+	return string(append(b, ", or use the OversizeToPrimary policy"...))
+}
+
+// Is makes errors.Is(err, ErrOversize) true.
+func (e *OversizeError) Is(target error) bool { return target == ErrOversize }
+
+func (e *OversizeError) Unwrap() error { return e.Err }
+
+// PublishError reports a record that could not be published and is stored
+// nowhere. It matches ErrPublish and wraps the Kafka error (and the
+// fallback's, if any).
+type PublishError struct {
+	Topic       string
+	DocID       string
+	Elapsed     time.Duration
+	Err         error // from Kafka or the context
+	FallbackErr error // from the primary, when WithFallbackToPrimary tried it
+}
+
+func (e *PublishError) Error() string {
+	msg := fmt.Sprintf("kafkastore: activation %q not stored: publish to topic %q failed after %v: %v",
+		e.DocID, e.Topic, e.Elapsed.Round(time.Millisecond), e.Err)
+	if errors.Is(e.Err, context.DeadlineExceeded) || errors.Is(e.Err, context.Canceled) {
+		msg += " (the record may still reach Kafka; storing it again is harmless)"
+	}
+	if e.FallbackErr != nil {
+		return msg + "; storing it in the primary instead failed too: " + e.FallbackErr.Error()
+	}
+	return msg + "; check the brokers, then retry, or enable WithFallbackToPrimary"
+}
+
+// Is makes errors.Is(err, ErrPublish) true.
+func (e *PublishError) Is(target error) bool { return target == ErrPublish }
+
+func (e *PublishError) Unwrap() []error {
+	if e.FallbackErr != nil {
+		return []error{e.Err, e.FallbackErr}
+	}
+	return []error{e.Err}
+}
+
+// PrimaryWriteError reports that a record IS published to Kafka, durably,
+// but that writing it to the primary as well (WithStoreInPrimary) failed.
+// The persister will write it; the caller need not retry. It wraps the
+// primary's error, so errors.Is(err, store.ErrConflict) tells a duplicate.
+type PrimaryWriteError struct {
+	Topic string
+	DocID string
+	Err   error
+}
+
+func (e *PrimaryWriteError) Error() string {
+	return fmt.Sprintf("kafkastore: activation %q is published to topic %q (the persister will store it), but storing it in the primary failed: %v",
+		e.DocID, e.Topic, e.Err)
+}
+
+func (e *PrimaryWriteError) Unwrap() error { return e.Err }
+
+// tooLarge reports whether a kafka-go write error means the record is too
+// large: the Writer's own check, or the broker's, which arrives inside
+// WriteErrors (that has no Unwrap).
+func tooLarge(err error) bool {
+	var mtl kafka.MessageTooLargeError
+	if errors.As(err, &mtl) {
+		return true
+	}
+	return errors.Is(writeCause(err), kafka.MessageSizeTooLarge)
+}
+
+// writeCause unpacks the error of the one message of a WriteMessages call.
+func writeCause(err error) error {
+	var werrs kafka.WriteErrors
+	if errors.As(err, &werrs) {
+		for _, e := range werrs {
+			if e != nil {
+				return e
+			}
+		}
+	}
+	return err
+}
+
+// recordBatchOverhead is the v2 record batch header (base offset, length,
+// epoch, magic, CRC, attributes, offsets, timestamps, producer id and
+// epoch, base sequence, count): what a broker counts besides the records
+// against max.message.bytes.
+const recordBatchOverhead = 61
+
+// recordBatchSize is the size of m alone in a v2 record batch, as a broker
+// measures it against max.message.bytes and the Java producer against
+// max.request.size.
+func recordBatchSize(m *kafka.Message) int {
+	body := 1 + varintLen(0) + varintLen(0) + // attributes, timestamp and offset deltas
+		varintLen(len(m.Key)) + len(m.Key) + varintLen(len(m.Value)) + len(m.Value) + varintLen(len(m.Headers))
+	for _, h := range m.Headers {
+		body += varintLen(len(h.Key)) + len(h.Key) + varintLen(len(h.Value)) + len(h.Value)
+	}
+	return recordBatchOverhead + varintLen(body) + body
+}
+
+func varintLen(n int) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutVarint(b[:], int64(n))
+}
+
+// String describes the Store for logs; it never includes credentials.
+func (s *Store) String() string {
+	return "kafkastore.Store(topic=" + strconv.Quote(s.cfg.topic) + ")"
+}

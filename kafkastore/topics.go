@@ -1,0 +1,125 @@
+package kafkastore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	metadataapi "github.com/segmentio/kafka-go/protocol/metadata"
+)
+
+// Topic configuration keys set on the topics this package creates.
+const (
+	topicConfigRetentionMs     = "retention.ms"
+	topicConfigMaxMessageBytes = "max.message.bytes"
+)
+
+// topicSpec describes a topic to create when it is missing.
+type topicSpec struct {
+	Name              string
+	Partitions        int           // > 0
+	ReplicationFactor int           // -1: the broker's default.replication.factor
+	Retention         time.Duration // 0: the broker's default; < 0: unlimited
+	MaxMessageBytes   int           // 0: the broker's default
+}
+
+func (s topicSpec) configEntries() []kafka.ConfigEntry {
+	var entries []kafka.ConfigEntry
+	if s.Retention != 0 {
+		ms := int64(-1)
+		if s.Retention > 0 {
+			ms = s.Retention.Milliseconds()
+		}
+		entries = append(entries, kafka.ConfigEntry{ConfigName: topicConfigRetentionMs, ConfigValue: strconv.FormatInt(ms, 10)})
+	}
+	if s.MaxMessageBytes > 0 {
+		entries = append(entries, kafka.ConfigEntry{ConfigName: topicConfigMaxMessageBytes, ConfigValue: strconv.Itoa(s.MaxMessageBytes)})
+	}
+	return entries
+}
+
+// ensureTopic creates the topic described by spec unless it exists, as
+// OpenWhisk's ensureTopic. It reports whether it created the topic; an
+// existing topic keeps its configuration.
+//
+// It goes through a kafka.Client on transport, the transport of the writer
+// that will publish to the topic: a successful creation refreshes that
+// transport's metadata cache, and awaitTopic covers the topic that existed
+// already. The shared default transport would serve a stale cache for up to
+// 6 s.
+func ensureTopic(ctx context.Context, transport *kafka.Transport, brokers []string, spec topicSpec) (created bool, err error) {
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: transport}
+	res, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
+		Topic:             spec.Name,
+		NumPartitions:     spec.Partitions,
+		ReplicationFactor: spec.ReplicationFactor,
+		ConfigEntries:     spec.configEntries(),
+	}}})
+	if err != nil {
+		return false, fmt.Errorf("create topic %q: %w", spec.Name, err)
+	}
+	switch err := res.Errors[spec.Name]; {
+	case err == nil:
+		return true, awaitTopic(ctx, transport, brokers, spec.Name)
+	case errors.Is(err, kafka.TopicAlreadyExists):
+		return false, awaitTopic(ctx, transport, brokers, spec.Name)
+	default:
+		return false, fmt.Errorf("create topic %q: %w", spec.Name, err)
+	}
+}
+
+// awaitTopic returns once transport's metadata cache knows topic, so that
+// the first write does not fail with UnknownTopicOrPartition. Asking with
+// AllowAutoTopicCreation is what makes kafka-go's transport bypass and then
+// refresh its cache; the topic exists, so nothing is auto-created.
+func awaitTopic(ctx context.Context, transport *kafka.Transport, brokers []string, topic string) error {
+	addr := kafka.TCP(brokers...)
+	for {
+		r, err := transport.RoundTrip(ctx, addr, &metadataapi.Request{TopicNames: []string{topic}, AllowAutoTopicCreation: true})
+		if err != nil {
+			return fmt.Errorf("metadata of topic %q: %w", topic, err)
+		}
+		for _, t := range r.(*metadataapi.Response).Topics {
+			if t.Name == topic && t.ErrorCode == 0 && len(t.Partitions) > 0 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("topic %q does not appear in the cluster metadata: %w", topic, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// topicMaxMessageBytes returns the topic's effective max.message.bytes, or 0
+// when the broker does not say.
+func topicMaxMessageBytes(ctx context.Context, transport *kafka.Transport, brokers []string, topic string) (int, error) {
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: transport}
+	res, err := client.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
+		ResourceType: kafka.ResourceTypeTopic,
+		ResourceName: topic,
+		ConfigNames:  []string{topicConfigMaxMessageBytes},
+	}}})
+	if err != nil {
+		return 0, fmt.Errorf("describe topic %q: %w", topic, err)
+	}
+	for _, r := range res.Resources {
+		if r.Error != nil {
+			return 0, fmt.Errorf("describe topic %q: %w", topic, r.Error)
+		}
+		for _, e := range r.ConfigEntries {
+			if e.ConfigName == topicConfigMaxMessageBytes {
+				n, err := strconv.Atoi(e.ConfigValue)
+				if err != nil {
+					return 0, fmt.Errorf("topic %q: %s = %q: %w", topic, topicConfigMaxMessageBytes, e.ConfigValue, err)
+				}
+				return n, nil
+			}
+		}
+	}
+	return 0, nil
+}
