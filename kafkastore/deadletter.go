@@ -96,7 +96,7 @@ func (p *Persister) ensureDeadLetterTopic(ctx context.Context) error {
 		}
 		p.log.Warn("persister cannot create the dead-letter topic yet; retrying",
 			"topic", name, "attempt", attempt, "err", err)
-		if !sleepCtx(ctx, p.backoff(attempt)) {
+		if !persisterSleep(ctx, p.backoff(attempt)) {
 			return ctx.Err()
 		}
 	}
@@ -132,7 +132,7 @@ func (p *Persister) deadLetter(ctx context.Context, rs []*persistRecord) bool {
 			"deadLetterTopic", p.cfg.deadLetterTopic, "records", len(rs),
 			"topic", rs[0].msg.Topic, "partition", rs[0].msg.Partition, "offset", rs[0].msg.Offset,
 			"attempt", attempt, "err", err)
-		if !sleepCtx(ctx, p.backoff(attempt)) {
+		if !persisterSleep(ctx, p.backoff(attempt)) {
 			return false
 		}
 	}

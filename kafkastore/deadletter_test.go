@@ -23,11 +23,11 @@ import (
 // rejectingPrimary answers store.ErrInvalid for the activation ids in
 // invalid, as a primary with stricter rules than the persister would.
 type rejectingPrimary struct {
-	mem
+	memStore
 	invalid map[string]bool
 }
 
-type mem = *memory.Store
+type memStore = *memory.Store
 
 func (r *rejectingPrimary) StoreBatch(ctx context.Context, as []*store.Activation, uc store.UserContext) ([]store.BatchResult, error) {
 	res := make([]store.BatchResult, len(as))
@@ -40,11 +40,11 @@ func (r *rejectingPrimary) StoreBatch(ctx context.Context, as []*store.Activatio
 		}
 		pass, idx = append(pass, a), append(idx, i)
 	}
-	inner, err := r.mem.StoreBatch(ctx, pass, uc)
+	stored, err := r.memStore.StoreBatch(ctx, pass, uc)
 	if err != nil {
 		return nil, err
 	}
-	for j, x := range inner {
+	for j, x := range stored {
 		res[idx[j]] = x
 	}
 	return res, nil
@@ -78,7 +78,7 @@ func headerMap(m kafka.Message) map[string]string {
 func TestPersisterDeadLettersPoisonRecords(t *testing.T) {
 	b := startPersisterBroker(t)
 	topic := kafkatest.Topic(t, "completed-others")
-	createTopic(t, b, topic, 1)
+	createPersisterTopic(t, b, topic, 1)
 	dlq := kafkatest.Topic(t, "completed-dead") // matches the pattern: must still be excluded
 
 	good := []*store.Activation{testActivation("guest"), testActivation("guest"), testActivation("guest")}
@@ -98,10 +98,10 @@ func TestPersisterDeadLettersPoisonRecords(t *testing.T) {
 		[]byte(`{"transid":["sid",1],"response":"2fbc6d5e5b6a4c2fbc6d5e5b6a7c2f9e"}`), // id only: skipped
 		resultMessage(t, good[2]),
 	}
-	produce(t, b, topic, values...)
+	produceValues(t, b, topic, values...)
 
 	mem := memory.New()
-	primary := &rejectingPrimary{mem: mem, invalid: map[string]bool{rejected.ActivationID: true}}
+	primary := &rejectingPrimary{memStore: mem, invalid: map[string]bool{rejected.ActivationID: true}}
 	group := kafkatest.Topic(t, "group")
 	p := newTestPersister(t, b, primary, WithGroupID(group), WithDeadLetterTopic(dlq),
 		WithTopicPattern(regexp.MustCompile("^"+regexp.QuoteMeta(topic)+"$|^"+regexp.QuoteMeta(dlq)+"$")))
@@ -141,7 +141,7 @@ func TestPersisterDeadLettersPoisonRecords(t *testing.T) {
 func TestPersisterRetriesDeadLetterPublish(t *testing.T) {
 	b := startPersisterBroker(t)
 	topic := kafkatest.Topic(t, "completed-others")
-	createTopic(t, b, topic, 1)
+	createPersisterTopic(t, b, topic, 1)
 	dlq := kafkatest.Topic(t, "dlq")
 	var failures atomic.Int32
 	b.Cluster().ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
@@ -167,12 +167,12 @@ func TestPersisterRetriesDeadLetterPublish(t *testing.T) {
 		return resp, nil, true
 	})
 	a := testActivation("guest")
-	produce(t, b, topic, []byte("poison"), resultMessage(t, a))
+	produceValues(t, b, topic, []byte("poison"), resultMessage(t, a))
 	mem := memory.New()
 	group := kafkatest.Topic(t, "group")
-	p := newTestPersister(t, b, mem, WithGroupID(group), WithDeadLetterTopic(dlq), WithTopicPattern(pattern(topic)))
+	p := newTestPersister(t, b, mem, WithGroupID(group), WithDeadLetterTopic(dlq), WithTopicPattern(exactTopics(topic)))
 	runPersister(t, p)
-	waitFor(t, 15*time.Second, "the record after the poison persisted", func() bool { return mem.Len() == 1 })
+	waitUntil(t, 15*time.Second, "the record after the poison persisted", func() bool { return mem.Len() == 1 })
 	waitCommittedToEnd(t, b, group, topic, 1)
 	readDeadLetters(t, b, dlq, 1)
 	if s := p.Stats(); s.DeadLetterRetries < 3 || s.DeadLettered != 1 {
@@ -186,8 +186,8 @@ func TestPersisterInvokerAcks(t *testing.T) {
 	b := startPersisterBroker(t)
 	prefix := kafkatest.Topic(t, "completed")
 	acksTopic, othersTopic := prefix+"0", prefix+"-others"
-	createTopic(t, b, acksTopic, 1)
-	createTopic(t, b, othersTopic, 2)
+	createPersisterTopic(t, b, acksTopic, 1)
+	createPersisterTopic(t, b, othersTopic, 2)
 
 	files, err := filepath.Glob("../codec/testdata/vectors/acks/*.json")
 	if err != nil || len(files) < 10 {
@@ -221,9 +221,9 @@ func TestPersisterInvokerAcks(t *testing.T) {
 	if withActivation < 5 || without < 5 {
 		t.Fatalf("vectors: %d with an activation, %d without; want both kinds", withActivation, without)
 	}
-	produce(t, b, acksTopic, acks...)
+	produceValues(t, b, acksTopic, acks...)
 	others := produceActivations(t, b, othersTopic, "others", 200)
-	produce(t, b, acksTopic, acks...) // again: conflicts
+	produceValues(t, b, acksTopic, acks...) // again: conflicts
 
 	mem := memory.New()
 	group := kafkatest.Topic(t, "group")

@@ -74,7 +74,7 @@ func TestOffsetTrackerRandomOrder(t *testing.T) {
 }
 
 func TestByteBudget(t *testing.T) {
-	b := newByteBudget(100)
+	b := newPersistBudget(100)
 	got, err := b.acquire(context.Background(), 60)
 	if err != nil || got != 60 {
 		t.Fatal(got, err)

@@ -102,7 +102,7 @@ func WithBrokers(addrs ...string) Option {
 
 // WithClientID sets the Kafka client id. For persisters it must differ per
 // instance so that lag and traffic can be attributed; the default is
-// "activationstore" for the store and "persister-<host>-<pid>" for a persister.
+// "activationstore" for the store and "persister-<host>-<pid>-<random>" for a persister.
 func WithClientID(id string) Option {
 	return option("WithClientID", forBoth, func(c *config) error {
 		if id == "" {

@@ -43,7 +43,7 @@ type Persister struct {
 	dialer    *kafka.Dialer    // consumer group, readers, topic discovery
 	transport *kafka.Transport // dead-letter writer and topic creation
 	dlqWriter *kafka.Writer
-	budget    *byteBudget
+	budget    *persistBudget
 	storeSem  chan struct{} // bounds concurrent Store calls
 
 	running atomic.Bool
@@ -51,7 +51,7 @@ type Persister struct {
 	stats   persisterCounters
 
 	partsMu sync.Mutex
-	parts   []*partitionState // assigned in the current generation
+	parts   []*persistPartition // assigned in the current generation
 }
 
 // NewPersister returns a persister of records into primary. WithBrokers is
@@ -85,7 +85,7 @@ func NewPersister(primary store.Store, opts ...Option) (*Persister, error) {
 			SASL:        c.sasl,
 			MetadataTTL: time.Second,
 		},
-		budget:   newByteBudget(c.maxInFlightBytes),
+		budget:   newPersistBudget(c.maxInFlightBytes),
 		storeSem: make(chan struct{}, c.writeConcurrency),
 	}
 	if b, ok := primary.(store.BatchStorer); ok {
@@ -124,6 +124,7 @@ func (p *Persister) Run(ctx context.Context) error {
 		return err
 	}
 	p.dlqWriter = p.newDeadLetterWriter()
+	defer p.transport.CloseIdleConnections()
 	defer p.dlqWriter.Close()
 
 	p.log.Info("persister started", "pattern", p.cfg.topicPattern.String(),
@@ -135,7 +136,7 @@ func (p *Persister) Run(ctx context.Context) error {
 		case ctx.Err() != nil:
 		case err != nil:
 			p.log.Warn("persister cannot list topics; retrying", "attempt", attempt, "err", err)
-			sleepCtx(ctx, p.backoff(attempt))
+			persisterSleep(ctx, p.backoff(attempt))
 			attempt++
 		case len(topics) == 0:
 			if !idle {
@@ -145,7 +146,7 @@ func (p *Persister) Run(ctx context.Context) error {
 			}
 			p.ready.Store(true)
 			attempt = 1
-			sleepCtx(ctx, p.cfg.topicRefresh)
+			persisterSleep(ctx, p.cfg.topicRefresh)
 		default:
 			idle, attempt = false, 1
 			p.consume(ctx, topics)
@@ -168,12 +169,12 @@ func (p *Persister) consume(ctx context.Context, topics persistedTopics) {
 		RebalanceTimeout:  p.cfg.rebalanceTimeout,
 		JoinGroupBackoff:  p.cfg.heartbeat,
 		StartOffset:       kafka.FirstOffset,
-		Logger:            kafkaLogger{p.log, slog.LevelDebug},
-		ErrorLogger:       kafkaLogger{p.log, slog.LevelWarn},
+		Logger:            persisterKafkaLogger{p.log, slog.LevelDebug},
+		ErrorLogger:       persisterKafkaLogger{p.log, slog.LevelWarn},
 	})
 	if err != nil { // only a configuration the options cannot produce
 		p.log.Error("persister cannot create its consumer group", "err", err)
-		sleepCtx(ctx, p.cfg.topicRefresh)
+		persisterSleep(ctx, p.cfg.topicRefresh)
 		return
 	}
 	defer cg.Close() // leaves the group
@@ -227,8 +228,8 @@ func (p *Persister) watchTopics(ctx context.Context, current persistedTopics, ch
 	}
 }
 
-// partitionState is one partition assigned in a generation.
-type partitionState struct {
+// persistPartition is one partition assigned in a generation.
+type persistPartition struct {
 	topic         string
 	partition     int
 	start         int64 // committed offset, or kafka.FirstOffset
@@ -237,7 +238,7 @@ type partitionState struct {
 	firstOffset   atomic.Int64 // first offset read; -1 before
 }
 
-func (p *Persister) setParts(parts []*partitionState) {
+func (p *Persister) setParts(parts []*persistPartition) {
 	p.partsMu.Lock()
 	p.parts = parts
 	p.partsMu.Unlock()
@@ -246,12 +247,12 @@ func (p *Persister) setParts(parts []*partitionState) {
 // runGeneration consumes the partitions of one generation until it ends
 // (rebalance) or ctx ends.
 func (p *Persister) runGeneration(ctx context.Context, gen *kafka.Generation) {
-	g := &generation{p: p, gen: gen, commitNow: make(chan struct{}, 1)}
+	g := &persistGeneration{p: p, gen: gen, commitNow: make(chan struct{}, 1)}
 	var assigned []string
 	for _, topic := range slices.Sorted(maps.Keys(gen.Assignments)) {
 		var ids []string
 		for _, a := range gen.Assignments[topic] {
-			ps := &partitionState{topic: topic, partition: a.ID, start: a.Offset, tracker: newOffsetTracker(a.Offset)}
+			ps := &persistPartition{topic: topic, partition: a.ID, start: a.Offset, tracker: newOffsetTracker(a.Offset)}
 			ps.highWaterMark.Store(-1)
 			ps.firstOffset.Store(-1)
 			g.parts = append(g.parts, ps)
@@ -277,16 +278,16 @@ func (p *Persister) runGeneration(ctx context.Context, gen *kafka.Generation) {
 	p.log.Info("persister left a group generation", "generation", gen.ID)
 }
 
-// generation runs the pipeline of one generation: a reader per partition,
+// persistGeneration runs the pipeline of one generation: a reader per partition,
 // a batcher, writers, a committer.
-type generation struct {
+type persistGeneration struct {
 	p         *Persister
 	gen       *kafka.Generation
-	parts     []*partitionState
+	parts     []*persistPartition
 	commitNow chan struct{}
 }
 
-func (g *generation) run(runCtx, genCtx context.Context) {
+func (g *persistGeneration) run(runCtx, genCtx context.Context) {
 	p := g.p
 	ctx, cancel := context.WithCancel(runCtx)
 	defer cancel()
@@ -340,7 +341,7 @@ func (g *generation) run(runCtx, genCtx context.Context) {
 // dead-letter topic.
 type persistRecord struct {
 	msg     kafka.Message
-	ps      *partitionState
+	ps      *persistPartition
 	charged int64 // taken from the in-flight budget
 
 	act        *store.Activation // nil: dead-letter it
@@ -348,16 +349,16 @@ type persistRecord struct {
 	deadErr    error
 }
 
-// recordOverhead is the weight of a record beyond its bytes: the
+// persistRecordOverhead is the weight of a record beyond its bytes: the
 // kafka.Message, the decoded structures, the bookkeeping.
-const recordOverhead = 512
+const persistRecordOverhead = 512
 
 // fetchMaxBytes sizes a partition reader's fetches from the in-flight cap.
 func (p *Persister) fetchMaxBytes() int {
 	return int(min(max(p.cfg.maxInFlightBytes/8, 64<<10), 8<<20))
 }
 
-func (g *generation) read(ctx context.Context, ps *partitionState, out chan<- *persistRecord) {
+func (g *persistGeneration) read(ctx context.Context, ps *persistPartition, out chan<- *persistRecord) {
 	p := g.p
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:         p.cfg.brokers,
@@ -371,8 +372,8 @@ func (g *generation) read(ctx context.Context, ps *partitionState, out chan<- *p
 		ReadLagInterval: -1,
 		ReadBackoffMin:  p.cfg.retryMin,
 		ReadBackoffMax:  max(p.cfg.retryMin, min(p.cfg.retryMax, time.Second)),
-		Logger:          kafkaLogger{p.log, slog.LevelDebug},
-		ErrorLogger:     kafkaLogger{p.log, slog.LevelWarn},
+		Logger:          persisterKafkaLogger{p.log, slog.LevelDebug},
+		ErrorLogger:     persisterKafkaLogger{p.log, slog.LevelWarn},
 	})
 	defer r.Close()
 	if err := r.SetOffset(ps.start); err != nil {
@@ -388,7 +389,7 @@ func (g *generation) read(ctx context.Context, ps *partitionState, out chan<- *p
 			}
 			p.log.Warn("persister cannot read a partition; retrying", "topic", ps.topic,
 				"partition", ps.partition, "attempt", attempt, "err", err)
-			if !sleepCtx(ctx, p.backoff(attempt)) {
+			if !persisterSleep(ctx, p.backoff(attempt)) {
 				return
 			}
 			attempt++
@@ -396,7 +397,7 @@ func (g *generation) read(ctx context.Context, ps *partitionState, out chan<- *p
 		}
 		attempt = 1
 		rec := &persistRecord{msg: m, ps: ps}
-		charged, err := p.budget.acquire(ctx, 2*int64(len(m.Value)+len(m.Key))+recordOverhead)
+		charged, err := p.budget.acquire(ctx, 2*int64(len(m.Value)+len(m.Key))+persistRecordOverhead)
 		if err != nil {
 			return
 		}
@@ -441,7 +442,7 @@ func (p *Persister) classify(r *persistRecord) bool {
 }
 
 // batchLoop groups records into batches bounded by count, bytes and time.
-func (g *generation) batchLoop(ctx context.Context, in <-chan *persistRecord, out chan<- []*persistRecord) {
+func (g *persistGeneration) batchLoop(ctx context.Context, in <-chan *persistRecord, out chan<- []*persistRecord) {
 	cfg := &g.p.cfg
 	var (
 		cur   []*persistRecord
@@ -510,7 +511,7 @@ func (g *generation) batchLoop(ctx context.Context, in <-chan *persistRecord, ou
 
 // write persists one batch and dead-letters its poison records, settling
 // every record that is done. ctx ends a drain timeout after the generation.
-func (g *generation) write(ctx context.Context, batch []*persistRecord) {
+func (g *persistGeneration) write(ctx context.Context, batch []*persistRecord) {
 	p := g.p
 	start := time.Now()
 	var persist, dead []*persistRecord
@@ -567,14 +568,14 @@ func (p *Persister) persist(ctx context.Context, rs []*persistRecord, settle fun
 			p.stats.retries.Add(1)
 			wait := p.backoff(attempt)
 			p.log.Warn("persister write to the primary failed; retrying without committing",
-				append(recordAttrs(retry), "attempt", attempt, "backoff", wait, "err", lastErr)...)
-			if sleepCtx(ctx, wait) {
+				append(persistRecordAttrs(retry), "attempt", attempt, "backoff", wait, "err", lastErr)...)
+			if persisterSleep(ctx, wait) {
 				pending = retry
 				continue
 			}
 		}
 		p.log.Warn("persister abandons records on shutdown or rebalance; they stay uncommitted",
-			append(recordAttrs(retry), "err", lastErr)...)
+			append(persistRecordAttrs(retry), "err", lastErr)...)
 		for _, r := range retry {
 			p.budget.release(r.charged)
 		}
@@ -583,8 +584,8 @@ func (p *Persister) persist(ctx context.Context, rs []*persistRecord, settle fun
 	return invalid
 }
 
-// recordAttrs names the records of a failed write for the logs.
-func recordAttrs(rs []*persistRecord) []any {
+// persistRecordAttrs names the records of a failed write for the logs.
+func persistRecordAttrs(rs []*persistRecord) []any {
 	const shown = 10
 	ids := make([]string, 0, min(len(rs), shown))
 	where := make([]string, 0, min(len(rs), shown))
@@ -652,7 +653,7 @@ func (p *Persister) storeEach(ctx context.Context, rs []*persistRecord) []error 
 }
 
 // settle marks r done in its partition and frees its budget.
-func (g *generation) settle(r *persistRecord) {
+func (g *persistGeneration) settle(r *persistRecord) {
 	if r.ps.tracker.settle(r.msg.Offset) {
 		select {
 		case g.commitNow <- struct{}{}:
@@ -663,7 +664,7 @@ func (g *generation) settle(r *persistRecord) {
 }
 
 // commitLoop commits as the watermarks move, and periodically.
-func (g *generation) commitLoop(ctx context.Context) {
+func (g *persistGeneration) commitLoop(ctx context.Context) {
 	t := time.NewTicker(g.p.cfg.commitInterval)
 	defer t.Stop()
 	for {
@@ -678,10 +679,10 @@ func (g *generation) commitLoop(ctx context.Context) {
 }
 
 // commit commits every partition's watermark that moved.
-func (g *generation) commit() {
+func (g *persistGeneration) commit() {
 	offsets := map[string]map[int]int64{}
 	type commit struct {
-		ps  *partitionState
+		ps  *persistPartition
 		off int64
 	}
 	var done []commit
@@ -722,8 +723,8 @@ func (p *Persister) backoff(attempt int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// sleepCtx waits d and reports whether ctx is still live.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
+// persisterSleep waits d and reports whether ctx is still live.
+func persisterSleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -734,21 +735,21 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// byteBudget bounds the bytes of records in flight.
-type byteBudget struct {
+// persistBudget bounds the bytes of records in flight.
+type persistBudget struct {
 	mu         sync.Mutex
 	limit      int64
 	used, peak int64
 	freed      chan struct{} // closed and replaced on every release
 }
 
-func newByteBudget(limit int64) *byteBudget {
-	return &byteBudget{limit: limit, freed: make(chan struct{})}
+func newPersistBudget(limit int64) *persistBudget {
+	return &persistBudget{limit: limit, freed: make(chan struct{})}
 }
 
 // acquire takes n bytes, waiting for room; a request above the limit takes
 // the whole limit. It returns what it took.
-func (b *byteBudget) acquire(ctx context.Context, n int64) (int64, error) {
+func (b *persistBudget) acquire(ctx context.Context, n int64) (int64, error) {
 	n = min(n, b.limit)
 	for {
 		b.mu.Lock()
@@ -768,7 +769,7 @@ func (b *byteBudget) acquire(ctx context.Context, n int64) (int64, error) {
 	}
 }
 
-func (b *byteBudget) release(n int64) {
+func (b *persistBudget) release(n int64) {
 	if n == 0 {
 		return
 	}
@@ -779,20 +780,27 @@ func (b *byteBudget) release(n int64) {
 	b.mu.Unlock()
 }
 
-func (b *byteBudget) usage() (used, peak int64) {
+func (b *persistBudget) usage() (used, peak int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.used, b.peak
 }
 
-// kafkaLogger sends kafka-go's log lines to slog.
-type kafkaLogger struct {
+// persisterKafkaLogger sends kafka-go's log lines to slog.
+type persisterKafkaLogger struct {
 	log   *slog.Logger
 	level slog.Level
 }
 
-func (l kafkaLogger) Printf(format string, args ...any) {
-	if l.log.Enabled(context.Background(), l.level) {
-		l.log.Log(context.Background(), l.level, "kafka-go: "+strings.TrimSpace(fmt.Sprintf(format, args...)))
+func (l persisterKafkaLogger) Printf(format string, args ...any) {
+	ctx := context.Background()
+	if !l.log.Enabled(ctx, min(l.level, slog.LevelDebug)) {
+		return
 	}
+	msg := strings.TrimSpace(fmt.Sprintf(format, args...))
+	level := l.level
+	if strings.Contains(msg, "operation was canceled") || strings.Contains(msg, context.Canceled.Error()) {
+		level = slog.LevelDebug // a reader stopped by a rebalance or shutdown
+	}
+	l.log.Log(ctx, level, "kafka-go: "+msg)
 }

@@ -34,8 +34,8 @@ func BenchmarkPersisterDrain(b *testing.B) {
 	base := couchtest.URL(b)
 	topic := kafkatest.Topic(b, "completed-others")
 	singleTopic := kafkatest.Topic(b, "completed-single")
-	createTopic(b, br, topic, 4)
-	createTopic(b, br, singleTopic, 4)
+	createPersisterTopic(b, br, topic, 4)
+	createPersisterTopic(b, br, singleTopic, 4)
 
 	as := make([]*store.Activation, n)
 	values := make([][]byte, n)
@@ -50,8 +50,8 @@ func BenchmarkPersisterDrain(b *testing.B) {
 		}
 		docs[i] = d
 	}
-	produce(b, br, topic, values...)
-	produce(b, br, singleTopic, values[:singleN]...)
+	produceValues(b, br, topic, values...)
+	produceValues(b, br, singleTopic, values[:singleN]...)
 
 	// Warm the test server up (a node process JIT-compiles its hot paths),
 	// so that the first measurement is not penalised.
@@ -107,7 +107,7 @@ func drainRate(b *testing.B, br *kafkatest.Broker, topic string, n int, opts ...
 		WithLogger(persisterTestLogger()),
 		WithGroupID(kafkatest.Topic(b, "bench")),
 		WithDeadLetterTopic(kafkatest.Topic(b, "dlq")),
-		WithTopicPattern(pattern(topic)),
+		WithTopicPattern(exactTopics(topic)),
 		WithGroupTimeouts(3*time.Second, 3*time.Second, 100*time.Millisecond),
 	}, opts...)...)
 	if err != nil {

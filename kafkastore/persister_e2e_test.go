@@ -54,7 +54,7 @@ func TestPersisterEndToEndThroughKafkaStore(t *testing.T) {
 	defer ks.Close()
 
 	group := kafkatest.Topic(t, "group")
-	p := newTestPersister(t, b, mem, WithGroupID(group), WithTopicPattern(pattern(topic)))
+	p := newTestPersister(t, b, mem, WithGroupID(group), WithTopicPattern(exactTopics(topic)))
 	runPersister(t, p)
 
 	const n = 10_000
@@ -65,7 +65,7 @@ func TestPersisterEndToEndThroughKafkaStore(t *testing.T) {
 	start := time.Now()
 	storeThroughKafka(t, ks, as)
 	t.Logf("published %d in %v", n, time.Since(start))
-	waitFor(t, 60*time.Second, "10k activations persisted", func() bool { return mem.Len() >= n })
+	waitUntil(t, 60*time.Second, "10k activations persisted", func() bool { return mem.Len() >= n })
 	t.Logf("persisted %d after %v", n, time.Since(start))
 	waitCommittedToEnd(t, b, group, topic, 4)
 	checkAllStored(t, ks, "guest", as) // reads go through the KafkaStore to the primary
@@ -105,10 +105,10 @@ func TestPersisterIntoCouchDB(t *testing.T) {
 	for _, a := range as[:n/2] {
 		values = append(values, resultMessage(t, a))
 	}
-	produce(t, b, topic, values...)
+	produceValues(t, b, topic, values...)
 
 	group := kafkatest.Topic(t, "group")
-	p := newTestPersister(t, b, couch, WithGroupID(group), WithTopicPattern(pattern(topic)))
+	p := newTestPersister(t, b, couch, WithGroupID(group), WithTopicPattern(exactTopics(topic)))
 	start := time.Now()
 	runPersister(t, p)
 	waitCommittedToEnd(t, b, group, topic, 2)
@@ -125,7 +125,7 @@ func TestPersisterIntoCouchDB(t *testing.T) {
 func TestPersisterCouchDBOutage(t *testing.T) {
 	b := startPersisterBroker(t)
 	topic := kafkatest.Topic(t, "completed-others")
-	createTopic(t, b, topic, 2)
+	createPersisterTopic(t, b, topic, 2)
 	u, err := url.Parse(couchtest.URL(t))
 	if err != nil {
 		t.Fatal(err)
@@ -135,14 +135,14 @@ func TestPersisterCouchDBOutage(t *testing.T) {
 	couch := newCouchPrimary(t, u.String(), couchdb.WithTimeout(5*time.Second))
 
 	group := kafkatest.Topic(t, "group")
-	p := newTestPersister(t, b, couch, WithGroupID(group), WithTopicPattern(pattern(topic)))
+	p := newTestPersister(t, b, couch, WithGroupID(group), WithTopicPattern(exactTopics(topic)))
 	runPersister(t, p)
 	first := produceActivations(t, b, topic, "guest", 200)
 	waitCommittedToEnd(t, b, group, topic, 2)
 
 	proxy.Drop()
 	second := produceActivations(t, b, topic, "guest", 300)
-	waitFor(t, 15*time.Second, "retries during the outage", func() bool { return p.Stats().Retries >= 3 })
+	waitUntil(t, 15*time.Second, "retries during the outage", func() bool { return p.Stats().Retries >= 3 })
 	for part, off := range committedOffsets(t, b, group, topic, 2) {
 		if off > 100 { // 200 round-robin over 2 partitions before the outage
 			t.Fatalf("partition %d committed to %d during the outage", part, off)

@@ -28,9 +28,9 @@ func startPersisterBroker(t testing.TB) *kafkatest.Broker {
 
 // persisterTestLogger logs to stderr when PERSISTER_TEST_LOG is set
 // (debug, info, warn), and discards otherwise.
-// createTopic creates a topic, retrying while the just-started broker
+// createPersisterTopic creates a topic, retrying while the just-started broker
 // says it is not available.
-func createTopic(t testing.TB, b *kafkatest.Broker, name string, partitions int) {
+func createPersisterTopic(t testing.TB, b *kafkatest.Broker, name string, partitions int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -108,8 +108,8 @@ func runPersister(t testing.TB, p *Persister) (stop func()) {
 	return stop
 }
 
-// waitFor polls cond until it holds, failing the test after timeout.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+// waitUntil polls cond until it holds, failing the test after timeout.
+func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -152,13 +152,15 @@ func resultMessage(t testing.TB, a *store.Activation) []byte {
 	return b
 }
 
-// produce writes values to topic (spread over its partitions) with acks=all.
-func produce(t testing.TB, b *kafkatest.Broker, topic string, values ...[]byte) {
+// produceValues writes values to topic (spread over its partitions) with acks=all.
+func produceValues(t testing.TB, b *kafkatest.Broker, topic string, values ...[]byte) {
 	t.Helper()
+	tr := &kafka.Transport{MetadataTTL: time.Second}
+	defer tr.CloseIdleConnections()
 	w := &kafka.Writer{
 		Addr:         kafka.TCP(b.Addr()),
 		Topic:        topic,
-		Transport:    &kafka.Transport{MetadataTTL: time.Second},
+		Transport:    tr,
 		Balancer:     &kafka.RoundRobin{},
 		RequiredAcks: kafka.RequireAll,
 		BatchTimeout: time.Millisecond,
@@ -190,7 +192,7 @@ func produceActivations(t testing.TB, b *kafkatest.Broker, topic, namespace stri
 		as[i] = testActivation(namespace)
 		values[i] = resultMessage(t, as[i])
 	}
-	produce(t, b, topic, values...)
+	produceValues(t, b, topic, values...)
 	return as
 }
 
@@ -231,7 +233,7 @@ func waitCommittedToEnd(t testing.TB, b *kafkatest.Broker, group, topic string, 
 		t.Fatalf("EndOffsets: %v", err)
 	}
 	var got map[int]int64
-	waitFor(t, 20*time.Second, "offsets of "+topic+" committed to the end", func() bool {
+	waitUntil(t, 20*time.Second, "offsets of "+topic+" committed to the end", func() bool {
 		got = committedOffsets(t, b, group, topic, partitions)
 		for p, e := range end {
 			if got[p] != e {
@@ -294,18 +296,18 @@ func countIn(t testing.TB, s store.Store, namespace string) int {
 	return n
 }
 
-// inner is an embedded store.Store under a name that does not clash with
+// innerStore is an embedded store.Store under a name that does not clash with
 // its Store method.
-type inner = store.Store
+type innerStore = store.Store
 
-// errTransient stands for a network or 5xx failure of the primary.
-var errTransient = errors.New("test: primary unavailable (transient)")
+// errPrimaryDown stands for a network or 5xx failure of the primary.
+var errPrimaryDown = errors.New("test: primary unavailable (transient)")
 
 // faultyPrimary wraps a primary: while failing is set every write fails
 // transiently; failIDs fail forever. hideBatch hides StoreBatch (Store
 // calls only).
 type faultyPrimary struct {
-	inner
+	innerStore
 	failing atomic.Bool
 	writes  atomic.Int64
 	mu      sync.Mutex
@@ -317,17 +319,17 @@ func (f *faultyPrimary) Store(ctx context.Context, a *store.Activation, uc store
 	if err := f.fault(a); err != nil {
 		return store.DocInfo{}, err
 	}
-	return f.inner.Store(ctx, a, uc)
+	return f.innerStore.Store(ctx, a, uc)
 }
 
 func (f *faultyPrimary) fault(a *store.Activation) error {
 	if f.failing.Load() {
-		return errTransient
+		return errPrimaryDown
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failIDs[a.ActivationID] {
-		return fmt.Errorf("%w: %s", errTransient, a.ActivationID)
+		return fmt.Errorf("%w: %s", errPrimaryDown, a.ActivationID)
 	}
 	return nil
 }
@@ -342,7 +344,7 @@ type faultyBatchPrimary struct {
 func (f *faultyBatchPrimary) StoreBatch(ctx context.Context, as []*store.Activation, uc store.UserContext) ([]store.BatchResult, error) {
 	f.writes.Add(1)
 	if f.failing.Load() {
-		return nil, errTransient
+		return nil, errPrimaryDown
 	}
 	var ok []*store.Activation
 	var idx []int
@@ -355,11 +357,11 @@ func (f *faultyBatchPrimary) StoreBatch(ctx context.Context, as []*store.Activat
 		ok = append(ok, a)
 		idx = append(idx, i)
 	}
-	inner, err := f.batch.StoreBatch(ctx, ok, uc)
+	stored, err := f.batch.StoreBatch(ctx, ok, uc)
 	if err != nil {
 		return nil, err
 	}
-	for j, r := range inner {
+	for j, r := range stored {
 		res[idx[j]] = r
 	}
 	return res, nil

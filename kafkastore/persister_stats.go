@@ -116,7 +116,7 @@ func (p *Persister) Stats() PersisterStats {
 	return s
 }
 
-func (ps *partitionState) lag() PartitionLag {
+func (ps *persistPartition) lag() PartitionLag {
 	_, committed, inFlight := ps.tracker.positions()
 	l := PartitionLag{
 		Topic:         ps.topic,

@@ -9,13 +9,15 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/primary/memory"
 	"github.com/go-whisk/activationstore/store"
 )
 
-// pattern follows exactly the named topics.
-func pattern(topics ...string) *regexp.Regexp {
+// exactTopics follows exactly the named topics.
+func exactTopics(topics ...string) *regexp.Regexp {
 	s := "^("
 	for i, t := range topics {
 		if i > 0 {
@@ -29,16 +31,16 @@ func pattern(topics ...string) *regexp.Regexp {
 func TestPersisterPersistsEveryRecordOnce(t *testing.T) {
 	b := startPersisterBroker(t)
 	topic := kafkatest.Topic(t, "completed-others")
-	createTopic(t, b, topic, 4)
+	createPersisterTopic(t, b, topic, 4)
 	const n = 10_000
 	as := produceActivations(t, b, topic, "guest", n)
 
 	primary := memory.New()
 	group := kafkatest.Topic(t, "group")
-	p := newTestPersister(t, b, primary, WithTopicPattern(pattern(topic)), WithGroupID(group))
+	p := newTestPersister(t, b, primary, WithTopicPattern(exactTopics(topic)), WithGroupID(group))
 	runPersister(t, p)
 
-	waitFor(t, 60*time.Second, "10k activations persisted", func() bool { return primary.Len() >= n })
+	waitUntil(t, 60*time.Second, "10k activations persisted", func() bool { return primary.Len() >= n })
 	waitCommittedToEnd(t, b, group, topic, 4)
 	checkAllStored(t, primary, "guest", as)
 
@@ -52,7 +54,7 @@ func TestPersisterPersistsEveryRecordOnce(t *testing.T) {
 	if len(s.Partitions) != 4 {
 		t.Fatalf("stats partitions %+v, want the 4 of %s", s.Partitions, topic)
 	}
-	waitFor(t, 5*time.Second, "lag 0 on every partition", func() bool {
+	waitUntil(t, 5*time.Second, "lag 0 on every partition", func() bool {
 		for _, pl := range p.Stats().Partitions {
 			if pl.Lag != 0 || pl.InFlight != 0 || pl.Committed < 0 {
 				return false
@@ -71,21 +73,22 @@ func TestPersisterPersistsEveryRecordOnce(t *testing.T) {
 func TestPersisterRestartLosesNothing(t *testing.T) {
 	b := startPersisterBroker(t)
 	topic := kafkatest.Topic(t, "completed-others")
-	createTopic(t, b, topic, 2)
+	createPersisterTopic(t, b, topic, 2)
 	const n = 3000
 	as := produceActivations(t, b, topic, "guest", n)
 
 	primary := memory.New()
 	group := kafkatest.Topic(t, "group")
-	opts := []Option{WithTopicPattern(pattern(topic)), WithGroupID(group), WithBatch(50, 1<<20, time.Millisecond)}
-	slow := &faultyBatchPrimary{faultyPrimary: &faultyPrimary{inner: primary}, batch: primary}
+	opts := []Option{WithTopicPattern(exactTopics(topic)), WithGroupID(group), WithBatch(50, 1<<20, time.Millisecond)}
+	// About 2,500 records/s: slow enough to stop it mid-stream.
+	slow := &slowBatchPrimary{innerStore: primary, batch: primary, delay: 20 * time.Millisecond}
 
-	p1 := newTestPersister(t, b, slow, opts...)
+	p1 := newTestPersister(t, b, slow, append(opts, WithWriteConcurrency(1))...)
 	stop1 := runPersister(t, p1)
-	waitFor(t, 30*time.Second, "a third persisted", func() bool { return primary.Len() >= n/3 })
+	waitUntil(t, 30*time.Second, "a third persisted", func() bool { return primary.Len() >= n/3 })
 	stop1() // mid-stream
 	if got := primary.Len(); got >= n {
-		t.Logf("first persister finished everything (%d) before it was stopped", got)
+		t.Fatalf("first persister finished everything (%d) before it was stopped; the test proves nothing", got)
 	}
 	if p1.Ready() {
 		t.Errorf("Ready after Run returned")
@@ -102,7 +105,7 @@ func TestPersisterRestartLosesNothing(t *testing.T) {
 
 	p2 := newTestPersister(t, b, primary, opts...)
 	runPersister(t, p2)
-	waitFor(t, 30*time.Second, "everything persisted after the restart", func() bool { return primary.Len() >= n })
+	waitUntil(t, 30*time.Second, "everything persisted after the restart", func() bool { return primary.Len() >= n })
 	waitCommittedToEnd(t, b, group, topic, 2)
 	checkAllStored(t, primary, "guest", as)
 	s1, s2 := p1.Stats(), p2.Stats()
@@ -114,18 +117,23 @@ func TestPersisterRestartLosesNothing(t *testing.T) {
 func TestPersisterGroupSharesPartitions(t *testing.T) {
 	b := startPersisterBroker(t)
 	topic := kafkatest.Topic(t, "completed-others")
-	createTopic(t, b, topic, 6)
+	createPersisterTopic(t, b, topic, 6)
 	primary := memory.New()
 	group := kafkatest.Topic(t, "group")
 
 	var ps []*Persister
-	for i := range 3 {
-		p := newTestPersister(t, b, primary, WithTopicPattern(pattern(topic)), WithGroupID(group),
+	start := func(i int) {
+		p := newTestPersister(t, b, primary, WithTopicPattern(exactTopics(topic)), WithGroupID(group),
 			WithClientID("persister-test-"+strconv.Itoa(i)))
 		runPersister(t, p)
 		ps = append(ps, p)
 	}
-	waitFor(t, 30*time.Second, "each persister assigned 2 of the 6 partitions", func() bool {
+	start(0)
+	waitUntil(t, 10*time.Second, "the first persister assigned every partition", func() bool { return len(ps[0].Stats().Partitions) == 6 })
+	as := produceActivations(t, b, topic, "guest", 1500)
+	start(1) // rebalances while the first one persists
+	start(2)
+	waitUntil(t, 30*time.Second, "each persister assigned 2 of the 6 partitions", func() bool {
 		for _, p := range ps {
 			if len(p.Stats().Partitions) != 2 {
 				return false
@@ -134,8 +142,8 @@ func TestPersisterGroupSharesPartitions(t *testing.T) {
 		return true
 	})
 	const n = 3000
-	as := produceActivations(t, b, topic, "guest", n)
-	waitFor(t, 30*time.Second, "everything persisted", func() bool { return primary.Len() >= n })
+	as = append(as, produceActivations(t, b, topic, "guest", n-1500)...)
+	waitUntil(t, 30*time.Second, "everything persisted", func() bool { return primary.Len() >= n })
 	waitCommittedToEnd(t, b, group, topic, 6)
 	checkAllStored(t, primary, "guest", as)
 	var total int64
@@ -158,19 +166,19 @@ func TestPersisterFollowsNewTopics(t *testing.T) {
 	primary := memory.New()
 	p := newTestPersister(t, b, primary, WithTopicPattern(re))
 	runPersister(t, p)
-	waitFor(t, 10*time.Second, "ready with no topic", p.Ready)
+	waitUntil(t, 10*time.Second, "ready with no topic", p.Ready)
 
 	first := prefix + "-others"
-	createTopic(t, b, first, 1)
+	createPersisterTopic(t, b, first, 1)
 	as := produceActivations(t, b, first, "guest", 100)
-	waitFor(t, 15*time.Second, "records of a topic created after start", func() bool { return primary.Len() >= 100 })
+	waitUntil(t, 15*time.Second, "records of a topic created after start", func() bool { return primary.Len() >= 100 })
 
 	second := prefix + "-0"
-	createTopic(t, b, second, 2)
+	createPersisterTopic(t, b, second, 2)
 	as = append(as, produceActivations(t, b, second, "guest", 100)...)
-	waitFor(t, 15*time.Second, "records of a second new topic", func() bool { return primary.Len() >= 200 })
+	waitUntil(t, 15*time.Second, "records of a second new topic", func() bool { return primary.Len() >= 200 })
 	checkAllStored(t, primary, "guest", as)
-	waitFor(t, 5*time.Second, "3 partitions assigned", func() bool { return len(p.Stats().Partitions) == 3 })
+	waitUntil(t, 5*time.Second, "3 partitions assigned", func() bool { return len(p.Stats().Partitions) == 3 })
 }
 
 func TestPersisterRetriesTransientFailures(t *testing.T) {
@@ -181,20 +189,20 @@ func TestPersisterRetriesTransientFailures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := startPersisterBroker(t)
 			topic := kafkatest.Topic(t, "completed-others")
-			createTopic(t, b, topic, 2)
+			createPersisterTopic(t, b, topic, 2)
 			mem := memory.New()
-			f := &faultyPrimary{inner: mem}
+			f := &faultyPrimary{innerStore: mem}
 			var primary store.Store = f
 			if tc.batch {
 				primary = &faultyBatchPrimary{faultyPrimary: f, batch: mem}
 			}
 			f.failing.Store(true)
 			group := kafkatest.Topic(t, "group")
-			p := newTestPersister(t, b, primary, WithTopicPattern(pattern(topic)), WithGroupID(group))
+			p := newTestPersister(t, b, primary, WithTopicPattern(exactTopics(topic)), WithGroupID(group))
 			runPersister(t, p)
 			as := produceActivations(t, b, topic, "guest", 500)
 
-			waitFor(t, 15*time.Second, "retries while the primary is down", func() bool { return p.Stats().Retries >= 5 })
+			waitUntil(t, 15*time.Second, "retries while the primary is down", func() bool { return p.Stats().Retries >= 5 })
 			for part, off := range committedOffsets(t, b, group, topic, 2) {
 				if off > 0 {
 					t.Fatalf("partition %d committed at %d while nothing is persisted", part, off)
@@ -204,7 +212,7 @@ func TestPersisterRetriesTransientFailures(t *testing.T) {
 				t.Fatalf("%d stored while failing", mem.Len())
 			}
 			f.failing.Store(false)
-			waitFor(t, 15*time.Second, "everything persisted after recovery", func() bool { return mem.Len() >= 500 })
+			waitUntil(t, 15*time.Second, "everything persisted after recovery", func() bool { return mem.Len() >= 500 })
 			waitCommittedToEnd(t, b, group, topic, 2)
 			checkAllStored(t, mem, "guest", as)
 			if s := p.Stats(); s.Persisted != 500 || s.DeadLettered != 0 {
@@ -220,9 +228,9 @@ func TestPersisterRetriesTransientFailures(t *testing.T) {
 func TestPersisterCommitsOnlyContiguousPrefix(t *testing.T) {
 	b := startPersisterBroker(t)
 	topic := kafkatest.Topic(t, "completed-others")
-	createTopic(t, b, topic, 1)
+	createPersisterTopic(t, b, topic, 1)
 	mem := memory.New()
-	f := &faultyPrimary{inner: mem, failIDs: map[string]bool{}}
+	f := &faultyPrimary{innerStore: mem, failIDs: map[string]bool{}}
 	primary := &faultyBatchPrimary{faultyPrimary: f, batch: mem}
 
 	as := make([]*store.Activation, 100)
@@ -232,13 +240,13 @@ func TestPersisterCommitsOnlyContiguousPrefix(t *testing.T) {
 		values[i] = resultMessage(t, as[i])
 	}
 	f.failIDs[as[40].ActivationID] = true
-	produce(t, b, topic, values...)
+	produceValues(t, b, topic, values...)
 
 	group := kafkatest.Topic(t, "group")
-	p := newTestPersister(t, b, primary, WithTopicPattern(pattern(topic)), WithGroupID(group),
+	p := newTestPersister(t, b, primary, WithTopicPattern(exactTopics(topic)), WithGroupID(group),
 		WithBatch(10, 1<<20, time.Millisecond), WithWriteConcurrency(4))
 	stop := runPersister(t, p)
-	waitFor(t, 15*time.Second, "all but one persisted", func() bool { return mem.Len() >= 99 })
+	waitUntil(t, 15*time.Second, "all but one persisted", func() bool { return mem.Len() >= 99 })
 	time.Sleep(300 * time.Millisecond) // several commit intervals
 	if got := committedOffsets(t, b, group, topic, 1)[0]; got != 40 {
 		t.Fatalf("committed offset %d while record 40 is not persisted; want 40", got)
@@ -255,7 +263,7 @@ func TestPersisterCommitsOnlyContiguousPrefix(t *testing.T) {
 	f.mu.Lock()
 	clear(f.failIDs)
 	f.mu.Unlock()
-	p2 := newTestPersister(t, b, primary, WithTopicPattern(pattern(topic)), WithGroupID(group))
+	p2 := newTestPersister(t, b, primary, WithTopicPattern(exactTopics(topic)), WithGroupID(group))
 	runPersister(t, p2)
 	waitCommittedToEnd(t, b, group, topic, 1)
 	checkAllStored(t, mem, "guest", as)
@@ -267,13 +275,13 @@ func TestPersisterCommitsOnlyContiguousPrefix(t *testing.T) {
 func TestPersisterReplayIsAbsorbedAsConflicts(t *testing.T) {
 	b := startPersisterBroker(t)
 	topic := kafkatest.Topic(t, "completed-others")
-	createTopic(t, b, topic, 2)
+	createPersisterTopic(t, b, topic, 2)
 	as := produceActivations(t, b, topic, "guest", 400)
 	mem := memory.New()
 
-	p1 := newTestPersister(t, b, mem, WithTopicPattern(pattern(topic)))
+	p1 := newTestPersister(t, b, mem, WithTopicPattern(exactTopics(topic)))
 	stop := runPersister(t, p1)
-	waitFor(t, 15*time.Second, "first pass", func() bool { return mem.Len() >= 400 })
+	waitUntil(t, 15*time.Second, "first pass", func() bool { return mem.Len() >= 400 })
 	stop()
 
 	// A new group reads everything again; the records are also re-produced.
@@ -281,9 +289,9 @@ func TestPersisterReplayIsAbsorbedAsConflicts(t *testing.T) {
 	for _, a := range as[:100] {
 		values = append(values, resultMessage(t, a))
 	}
-	produce(t, b, topic, values...)
+	produceValues(t, b, topic, values...)
 	group := kafkatest.Topic(t, "replay")
-	p2 := newTestPersister(t, b, mem, WithTopicPattern(pattern(topic)), WithGroupID(group))
+	p2 := newTestPersister(t, b, mem, WithTopicPattern(exactTopics(topic)), WithGroupID(group))
 	runPersister(t, p2)
 	waitCommittedToEnd(t, b, group, topic, 2)
 	if s := p2.Stats(); s.Conflicts != 500 || s.Persisted != 0 {
@@ -295,20 +303,20 @@ func TestPersisterReplayIsAbsorbedAsConflicts(t *testing.T) {
 func TestPersisterShutdownAbandonsUnpersisted(t *testing.T) {
 	b := startPersisterBroker(t)
 	topic := kafkatest.Topic(t, "completed-others")
-	createTopic(t, b, topic, 1)
+	createPersisterTopic(t, b, topic, 1)
 	mem := memory.New()
-	f := &faultyPrimary{inner: mem}
+	f := &faultyPrimary{innerStore: mem}
 	primary := &faultyBatchPrimary{faultyPrimary: f, batch: mem}
 	group := kafkatest.Topic(t, "group")
-	p := newTestPersister(t, b, primary, WithTopicPattern(pattern(topic)), WithGroupID(group), WithDrainTimeout(100*time.Millisecond))
+	p := newTestPersister(t, b, primary, WithTopicPattern(exactTopics(topic)), WithGroupID(group), WithDrainTimeout(100*time.Millisecond))
 	stop := runPersister(t, p)
 	produceActivations(t, b, topic, "guest", 50)
-	waitFor(t, 15*time.Second, "first records persisted", func() bool { return mem.Len() >= 50 })
+	waitUntil(t, 15*time.Second, "first records persisted", func() bool { return mem.Len() >= 50 })
 	waitCommittedToEnd(t, b, group, topic, 1)
 
 	f.failing.Store(true)
 	produceActivations(t, b, topic, "guest", 50)
-	waitFor(t, 15*time.Second, "retries", func() bool { return p.Stats().Retries > 0 })
+	waitUntil(t, 15*time.Second, "retries", func() bool { return p.Stats().Retries > 0 })
 	start := time.Now()
 	stop()
 	if d := time.Since(start); d > 5*time.Second {
@@ -325,7 +333,7 @@ func TestPersisterShutdownAbandonsUnpersisted(t *testing.T) {
 func TestPersisterBoundsInFlightBytes(t *testing.T) {
 	b := startPersisterBroker(t)
 	topic := kafkatest.Topic(t, "activations")
-	createTopic(t, b, topic, 3)
+	createPersisterTopic(t, b, topic, 3)
 	const n, cap = 600, 256 << 10
 	as := make([]*store.Activation, n)
 	values := make([][]byte, n)
@@ -334,12 +342,12 @@ func TestPersisterBoundsInFlightBytes(t *testing.T) {
 		as[i].Logs = []string{strconv.Itoa(i) + strings.Repeat("x", 2000)}
 		values[i] = resultMessage(t, as[i])
 	}
-	produce(t, b, topic, values...)
+	produceValues(t, b, topic, values...)
 	mem := memory.New()
-	slow := &slowBatchPrimary{inner: mem, batch: mem, delay: 5 * time.Millisecond}
-	p := newTestPersister(t, b, slow, WithTopicPattern(pattern(topic)), WithMaxInFlightBytes(cap))
+	slow := &slowBatchPrimary{innerStore: mem, batch: mem, delay: 5 * time.Millisecond}
+	p := newTestPersister(t, b, slow, WithTopicPattern(exactTopics(topic)), WithMaxInFlightBytes(cap))
 	runPersister(t, p)
-	waitFor(t, 30*time.Second, "backlog persisted", func() bool { return mem.Len() >= n })
+	waitUntil(t, 30*time.Second, "backlog persisted", func() bool { return mem.Len() >= n })
 	checkAllStored(t, mem, "guest", as)
 	s := p.Stats()
 	if s.MaxInFlightBytes > cap {
@@ -352,7 +360,7 @@ func TestPersisterBoundsInFlightBytes(t *testing.T) {
 
 // slowBatchPrimary delays each batch, so that a backlog piles up.
 type slowBatchPrimary struct {
-	inner
+	innerStore
 	batch store.BatchStorer
 	delay time.Duration
 }
@@ -366,11 +374,26 @@ func (s *slowBatchPrimary) StoreBatch(ctx context.Context, as []*store.Activatio
 	return s.batch.StoreBatch(ctx, as, uc)
 }
 
+func TestPersisterLeavesNoGoroutines(t *testing.T) {
+	b := startPersisterBroker(t)
+	topic := kafkatest.Topic(t, "completed-others")
+	createPersisterTopic(t, b, topic, 2)
+	produceActivations(t, b, topic, "guest", 100)
+	mem := memory.New()
+	before := goleak.IgnoreCurrent()
+	p := newTestPersister(t, b, mem, WithTopicPattern(exactTopics(topic)))
+	stop := runPersister(t, p)
+	waitUntil(t, 15*time.Second, "persisted", func() bool { return mem.Len() == 100 })
+	stop()
+	// Server-side reads of the broker serve the test helpers' idle clients.
+	goleak.VerifyNone(t, before, goleak.IgnoreTopFunction("github.com/twmb/franz-go/pkg/kfake.(*clientConn).read.func1"))
+}
+
 func TestPersisterRunTwice(t *testing.T) {
 	b := startPersisterBroker(t)
-	p := newTestPersister(t, b, memory.New(), WithTopicPattern(pattern(kafkatest.Topic(t, "none"))))
+	p := newTestPersister(t, b, memory.New(), WithTopicPattern(exactTopics(kafkatest.Topic(t, "none"))))
 	runPersister(t, p)
-	waitFor(t, 10*time.Second, "running", p.Ready)
+	waitUntil(t, 10*time.Second, "running", p.Ready)
 	if err := p.Run(context.Background()); !errors.Is(err, ErrPersisterRunning) {
 		t.Fatalf("second Run = %v, want ErrPersisterRunning", err)
 	}
