@@ -205,9 +205,13 @@ func WithRetryBackoff(min, max time.Duration) Option {
 // WithMaxInFlightBytes caps the records read but not yet persisted:
 // fetching pauses when the cap is reached. A record weighs twice its
 // encoded size (the bytes, kept for dead-lettering, and the decoded
-// activation). The fetch buffers of the partition readers come on top: at
-// most 8 records and a fetch of max(cap/8, 64 KiB) up to 8 MiB per
-// assigned partition. Default 64 MiB. A single
+// activation). The partition readers' buffers come on top, per assigned
+// partition: a queue of at most 8 records, a fetch of max(cap/8, 64 KiB)
+// up to 8 MiB, and kafka-go's own buffers — measured at about 6 MiB per
+// partition with an 8 MiB cap. On compressed topics add the decompressed
+// size of one producer batch and the codec's buffers: lz4 frames written
+// by kafka-go declare 4 MiB blocks, which costs about 8 MiB per partition
+// (Java producers' 64 KiB blocks cost far less). Default 64 MiB. A single
 // record larger than the cap is let through alone.
 func WithMaxInFlightBytes(n int64) Option {
 	return persisterOption("WithMaxInFlightBytes", func(c *persisterConfig) error {

@@ -112,9 +112,9 @@ func (s *Store) bulk(ctx context.Context, chunk []pending, results []store.Batch
 			if err := s.classify(ctx, "store", p.id, r.Error); errors.Is(err, store.ErrConflict) {
 				out.Err = err
 			} else {
-				// Rejected by the server (e.g. a validate_doc_update
+				// Rejected by the server (too large, a validate_doc_update
 				// function): permanent, as OpenWhisk's PutException.
-				out.Err = &opError{op: "store", id: p.id, msg: "rejected by _bulk_docs: " + s.redact(r.Error.Error()), err: r.Error}
+				out.Err = &opError{op: "store", id: p.id, msg: "rejected by _bulk_docs: " + s.redact(r.Error.Error()), err: r.Error, rejected: true}
 			}
 		}
 	}

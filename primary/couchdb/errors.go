@@ -68,7 +68,15 @@ type opError struct {
 	op, id string
 	msg    string
 	err    error
+	// rejected marks a document the server refused for what it is (too
+	// large, refused by a validation function): retrying cannot help, so it
+	// matches store.ErrInvalid and a persister dead-letters it instead of
+	// stalling its partition.
+	rejected bool
 }
+
+// Is makes a rejected document match store.ErrInvalid.
+func (e *opError) Is(target error) bool { return e.rejected && target == store.ErrInvalid }
 
 func (e *opError) Error() string {
 	if e.id == "" {
@@ -93,7 +101,7 @@ func (s *Store) classify(ctx context.Context, op, id string, err error) error {
 		return &opError{op: op, id: id, err: err, msg: fmt.Sprintf(
 			"database %q does not exist (deleted after New?): %s", s.dbName, s.redact(err.Error()))}
 	case status == http.StatusRequestEntityTooLarge:
-		return &opError{op: op, id: id, err: err, msg: "the server refused the document as too large " +
+		return &opError{op: op, id: id, err: err, rejected: true, msg: "the server refused the document as too large " +
 			"(CouchDB's [couchdb] max_document_size and [chttpd] max_http_request_size bound it): " + s.redact(err.Error())}
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		return &opError{op: op, id: id, err: err, msg: "not authorized: check the credentials in the URL and the " +

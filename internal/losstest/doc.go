@@ -1,0 +1,22 @@
+// Package losstest proves that the activation persister loses nothing.
+//
+// Its tests drive kafkastore.Persister — in process, and as the
+// examples/persister service — through the failures a production
+// deployment meets: the process killed with SIGKILL in the middle of a
+// drain, the database unreachable for seconds, consumer group rebalances
+// under load, poison records mixed into good ones. Each test then reads
+// back every activation from the primary (and every poison record from the
+// dead-letter topic) and checks that each one is there exactly once. A
+// last test checks that a stopped persister leaves no goroutine behind and
+// that its heap stays within its in-flight cap while draining a backlog.
+//
+// The tests run against the real in-process Kafka broker
+// (internal/kafkatest) and the CouchDB-protocol test server
+// (internal/couchtest); -short shrinks the volumes. Each test logs one line
+// "SUMMARY <test>: …" with its figures.
+//
+// The non-test files hold the helpers the tests share: numbered
+// activations whose ids map back to their number, a bulk producer, a
+// reader of a CouchDB database's document ids, and a primary that only
+// marks which activations it has seen.
+package losstest

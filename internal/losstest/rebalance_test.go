@@ -1,0 +1,160 @@
+package losstest
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-whisk/activationstore/internal/couchtest"
+	"github.com/go-whisk/activationstore/internal/kafkatest"
+	"github.com/go-whisk/activationstore/kafkastore"
+	"github.com/go-whisk/activationstore/primary/couchdb"
+)
+
+// member is one persister of a group, running in process.
+type member struct {
+	name   string
+	p      *kafkastore.Persister
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (m *member) stop(t *testing.T) {
+	t.Helper()
+	m.cancel()
+	select {
+	case err := <-m.done:
+		if err != nil {
+			t.Errorf("%s: Run: %v", m.name, err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("%s: Run did not return within 30 s of cancel", m.name)
+	}
+}
+
+// Three persisters of one group drain 50k activations into CouchDB; one
+// stops and another starts in the middle: the group rebalances twice under
+// load, records persisted but not committed by a partition's previous
+// owner are absorbed as conflicts, and nothing is lost.
+func TestRebalanceUnderLoadLosesNothing(t *testing.T) {
+	n, partitions := 50_000, 12
+	if testing.Short() {
+		n = 20_000
+	}
+	b := startBroker(t)
+	topic := kafkatest.Topic(t, "completed")
+	b.CreateTopic(t, topic, partitions, nil)
+	couchURL, db := couchtest.URL(t), couchtest.DBName(t)
+	ctx := context.Background()
+	primary, err := couchdb.New(ctx, couchURL, db)
+	if err != nil {
+		t.Fatalf("couchdb.New: %v", err)
+	}
+	defer primary.Close()
+	run := NewRun()
+	Produce(t, b.Addr(), topic, Records(t, run, n))
+
+	group := kafkatest.Topic(t, "group")
+	dlq := kafkatest.Topic(t, "dlq")
+	pattern := regexp.MustCompile("^" + regexp.QuoteMeta(topic) + "$")
+	var (
+		mu      sync.Mutex
+		members []*member
+	)
+	start := func(name string) *member {
+		p, err := kafkastore.NewPersister(primary,
+			kafkastore.WithBrokers(b.Addr()),
+			kafkastore.WithClientID(name),
+			kafkastore.WithGroupID(group),
+			kafkastore.WithTopicPattern(pattern),
+			kafkastore.WithDeadLetterTopic(dlq),
+			kafkastore.WithGroupTimeouts(6*time.Second, 6*time.Second, 300*time.Millisecond),
+			// Small batches and a small in-flight cap keep the drain long
+			// enough for two rebalances to happen in its middle.
+			kafkastore.WithBatch(200, 4<<20, 10*time.Millisecond),
+			kafkastore.WithMaxInFlightBytes(4<<20),
+			kafkastore.WithRetryBackoff(50*time.Millisecond, time.Second),
+			kafkastore.WithCommitInterval(200*time.Millisecond),
+			kafkastore.WithDrainTimeout(2*time.Second),
+		)
+		if err != nil {
+			t.Fatalf("NewPersister: %v", err)
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		m := &member{name: name, p: p, cancel: cancel, done: make(chan error, 1)}
+		go func() { m.done <- p.Run(rctx) }()
+		mu.Lock()
+		members = append(members, m)
+		mu.Unlock()
+		return m
+	}
+	settled := func() (sum int64) { // persisted or found persisted, across members
+		mu.Lock()
+		defer mu.Unlock()
+		for _, m := range members {
+			s := m.p.Stats()
+			sum += s.Persisted
+		}
+		return sum
+	}
+
+	began := time.Now()
+	a, bm, _ := start("loss-a"), start("loss-b"), start("loss-c")
+	defer func() {
+		for _, m := range members {
+			m.cancel()
+		}
+	}()
+	waitFor(t, time.Minute, "the first members to be ready", func() bool { return a.p.Ready() && bm.p.Ready() })
+	waitFor(t, 2*time.Minute, "10% persisted", func() bool { return settled() >= int64(n/10) })
+	stoppedAt := settled()
+	bm.stop(t)
+	bStats := bm.p.Stats()
+	waitFor(t, 2*time.Minute, "30% persisted", func() bool { return settled() >= int64(n*3/10) })
+	startedAt := settled()
+	d := start("loss-d")
+	waitFor(t, time.Minute, "the new member to be assigned partitions", func() bool {
+		return len(d.p.Stats().Partitions) > 0
+	})
+	joinedAt := settled()
+	waitFor(t, 3*time.Minute, "the group to commit to the end", func() bool {
+		lag, err := GroupLag(ctx, b, group, topic)
+		return err == nil && lag == 0
+	})
+	drained := time.Since(began)
+
+	var persisted, conflicts, retries int64
+	var perMember string
+	var generation int32
+	for _, m := range members {
+		s := m.p.Stats()
+		persisted += s.Persisted
+		conflicts += s.Conflicts
+		retries += s.Retries
+		generation = max(generation, s.Generation)
+		perMember += fmt.Sprintf(" %s:%d/%d", m.name, s.Persisted, s.Conflicts)
+	}
+	listCtx, cancelList := context.WithTimeout(ctx, time.Minute)
+	defer cancelList()
+	ids, err := DocIDs(listCtx, couchURL, db)
+	if err != nil {
+		t.Fatalf("list the database: %v", err)
+	}
+	tally := CheckDocIDs(ids, run, n)
+	if !tally.OK() || tally.Present != n {
+		t.Errorf("database %s: %v; want all %d present once", db, tally, n)
+	}
+	if persisted != int64(n) {
+		t.Errorf("sum of Persisted over the members = %d, want %d: each document is created exactly once", persisted, n)
+	}
+	if bStats.Persisted == 0 || d.p.Stats().Persisted+d.p.Stats().Conflicts == 0 {
+		t.Errorf("the stopped member (%d) or the new one (%d) did no work: the rebalances did not happen under load",
+			bStats.Persisted, d.p.Stats().Persisted+d.p.Stats().Conflicts)
+	}
+	t.Logf("SUMMARY %s: n=%d partitions=%d members=3, b stopped at persisted=%d, d started at %d and assigned at %d; last generation=%d; drained in %v; persisted=%d conflicts=%d retries=%d; per member persisted/conflicts:%s; present=%d missing=%d duplicates=%d",
+		t.Name(), n, partitions, stoppedAt, startedAt, joinedAt, generation, drained.Round(time.Millisecond),
+		persisted, conflicts, retries, perMember, tally.Present, tally.Missing, tally.Duplicates)
+}
