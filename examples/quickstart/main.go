@@ -249,4 +249,3 @@ func quantilesOf(d []time.Duration) quantiles {
 	at := func(q float64) time.Duration { return d[min(len(d)-1, int(q*float64(len(d))))].Round(time.Microsecond) }
 	return quantiles{p50: at(0.50), p99: at(0.99)}
 }
-
