@@ -90,8 +90,11 @@ func (p *Persister) ensureDeadLetterTopic(ctx context.Context) error {
 		if errors.Is(err, kafka.TopicAlreadyExists) {
 			return nil
 		}
+		// kafka-go reports an unreachable cluster as BrokerNotAvailable,
+		// which it does not call temporary: a persister started before its
+		// brokers must wait for them, not exit.
 		var kerr kafka.Error
-		if errors.As(err, &kerr) && !kerr.Temporary() {
+		if errors.As(err, &kerr) && !kerr.Temporary() && kerr != kafka.BrokerNotAvailable {
 			return fmt.Errorf("kafkastore: create dead-letter topic %q: %w (create it by hand, or name an existing one with WithDeadLetterTopic)", name, err)
 		}
 		p.log.Warn("persister cannot create the dead-letter topic yet; retrying",

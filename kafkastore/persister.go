@@ -80,6 +80,7 @@ func NewPersister(primary store.Store, opts ...Option) (*Persister, error) {
 			SASLMechanism: c.sasl,
 		},
 		transport: &kafka.Transport{
+			// Set per Run: see Run.
 			ClientID:    c.clientID,
 			TLS:         c.tls,
 			SASL:        c.sasl,
@@ -117,6 +118,14 @@ func (p *Persister) Run(ctx context.Context) error {
 	defer p.running.Store(false)
 	defer p.ready.Store(false)
 
+	// The transport's background goroutines (metadata discovery) live as
+	// long as its context: end them with Run, even when the brokers are
+	// unreachable and a pool was opened but never used.
+	transportCtx, stopTransport := context.WithCancel(context.Background())
+	defer p.transport.CloseIdleConnections()
+	defer stopTransport()
+	p.transport.Context = transportCtx
+
 	if err := p.ensureDeadLetterTopic(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -124,7 +133,6 @@ func (p *Persister) Run(ctx context.Context) error {
 		return err
 	}
 	p.dlqWriter = p.newDeadLetterWriter()
-	defer p.transport.CloseIdleConnections()
 	defer p.dlqWriter.Close()
 
 	p.log.Info("persister started", "pattern", p.cfg.topicPattern.String(),

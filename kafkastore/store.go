@@ -45,8 +45,9 @@ type Store struct {
 	logsInside     bool
 	contentType    string
 
-	transport *kafka.Transport
-	batcher   *publishBatcher
+	transport     *kafka.Transport
+	stopTransport context.CancelFunc
+	batcher       *publishBatcher
 	// solo resends, alone, a record whose batch the broker rejected as too
 	// large, to tell an oversize record from an oversize batch.
 	solo *kafka.Writer
@@ -99,7 +100,13 @@ func New(primary store.Store, opts ...Option) (*Store, error) {
 		s.maxRequestSize = m
 	}
 
+	// Close cancels transportCtx: kafka-go's writer goes on retrying
+	// batches in the background, and without it a retry after Close
+	// would open a connection pool whose goroutine never ends.
+	transportCtx, stopTransport := context.WithCancel(context.Background())
+	s.stopTransport = stopTransport
 	s.transport = &kafka.Transport{
+		Context:     transportCtx,
 		ClientID:    c.clientID,
 		TLS:         c.tls,
 		SASL:        c.sasl,
@@ -135,6 +142,7 @@ func New(primary store.Store, opts ...Option) (*Store, error) {
 	if sc.createTopic {
 		if err := s.setupTopic(c.brokers); err != nil {
 			s.batcher.close()
+			stopTransport()
 			s.transport.CloseIdleConnections()
 			return nil, err
 		}
@@ -400,6 +408,7 @@ func (s *Store) Close() error {
 		err = fmt.Errorf("kafkastore: close: records of callers that timed out still unacknowledged after %v; they may yet reach Kafka", s.cfg.publishTimeout)
 		s.log.Warn("kafkastore: close timed out", slog.Any("error", err))
 	}
+	s.stopTransport()
 	s.transport.CloseIdleConnections()
 	return err
 }

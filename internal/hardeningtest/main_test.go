@@ -1,0 +1,134 @@
+package hardeningtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/go-whisk/activationstore/internal/couchtest"
+	"github.com/go-whisk/activationstore/store"
+)
+
+// TestMain stops the CouchDB test server with the test binary.
+func TestMain(m *testing.M) { couchtest.Main(m) }
+
+var activationSeq atomic.Int64
+
+// validActivation returns a valid activation with a fresh id.
+func validActivation(namespace string) *store.Activation {
+	n := activationSeq.Add(1)
+	start := time.UnixMilli(1_700_000_000_000 + n)
+	d := int64(7)
+	return &store.Activation{
+		Namespace:    namespace,
+		Name:         "hello",
+		Subject:      "guest-subject",
+		ActivationID: fmt.Sprintf("%032x", uint64(n)|uint64(time.Now().UnixNano())<<20),
+		Start:        start,
+		End:          start.Add(7 * time.Millisecond),
+		Response:     store.Response{StatusCode: store.StatusSuccess, Result: []byte(fmt.Sprintf(`{"n":%d}`, n))},
+		Logs:         []string{},
+		Version:      store.DefaultVersion,
+		Annotations:  []store.Annotation{{Key: "kind", Value: []byte(`"nodejs:20"`)}},
+		Duration:     &d,
+	}
+}
+
+func ctxFor(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// logBuffer collects log lines from any number of goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *logBuffer) Lines() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Count(b.buf.Bytes(), []byte("\n"))
+}
+
+// debugLogger logs everything, as JSON, into buf.
+func debugLogger(buf *logBuffer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// closedPort returns "127.0.0.1:port" where nothing listens.
+func closedPort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
+}
+
+// leakCheck snapshots the goroutines running now; its verify method fails
+// the test if others are still running after a settle time, and returns
+// the goroutine counts before and after for the summary.
+type leakCheck struct {
+	ignore goleak.Option
+	before int
+}
+
+func startLeakCheck() *leakCheck {
+	return &leakCheck{ignore: goleak.IgnoreCurrent(), before: runtime.NumGoroutine()}
+}
+
+func (l *leakCheck) verify(t testing.TB, what string) (before, after int) {
+	t.Helper()
+	// Let goroutines that are on their way out finish: up to 2 s.
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > l.before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := goleak.Find(l.ignore); err != nil {
+		t.Errorf("%s: goroutines leaked: %v", what, err)
+	}
+	return l.before, runtime.NumGoroutine()
+}
+
+// countingTransport counts the requests that reach the network.
+type countingTransport struct {
+	n    atomic.Int64
+	next http.RoundTripper
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.next.RoundTrip(r)
+}
+
+func newCountingClient() (*http.Client, *countingTransport, func()) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	ct := &countingTransport{next: tr}
+	return &http.Client{Transport: ct}, ct, tr.CloseIdleConnections
+}
