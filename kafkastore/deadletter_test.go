@@ -76,9 +76,9 @@ func headerMap(m kafka.Message) map[string]string {
 }
 
 func TestPersisterDeadLettersPoisonRecords(t *testing.T) {
-	b := startPersisterBroker(t)
+	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "completed-others")
-	createPersisterTopic(t, b, topic, 1)
+	b.CreateTopic(t, topic, 1, nil)
 	dlq := kafkatest.Topic(t, "completed-dead") // matches the pattern: must still be excluded
 
 	good := []*store.Activation{testActivation("guest"), testActivation("guest"), testActivation("guest")}
@@ -139,9 +139,9 @@ func TestPersisterDeadLettersPoisonRecords(t *testing.T) {
 }
 
 func TestPersisterRetriesDeadLetterPublish(t *testing.T) {
-	b := startPersisterBroker(t)
+	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "completed-others")
-	createPersisterTopic(t, b, topic, 1)
+	b.CreateTopic(t, topic, 1, nil)
 	dlq := kafkatest.Topic(t, "dlq")
 	var failures atomic.Int32
 	b.Cluster().ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
@@ -183,11 +183,11 @@ func TestPersisterRetriesDeadLetterPublish(t *testing.T) {
 // Invoker acks on completed<N> mixed with completed-others, as the default
 // pattern follows them.
 func TestPersisterInvokerAcks(t *testing.T) {
-	b := startPersisterBroker(t)
+	b := kafkatest.Start(t)
 	prefix := kafkatest.Topic(t, "completed")
 	acksTopic, othersTopic := prefix+"0", prefix+"-others"
-	createPersisterTopic(t, b, acksTopic, 1)
-	createPersisterTopic(t, b, othersTopic, 2)
+	b.CreateTopic(t, acksTopic, 1, nil)
+	b.CreateTopic(t, othersTopic, 2, nil)
 
 	files, err := filepath.Glob("../codec/testdata/vectors/acks/*.json")
 	if err != nil || len(files) < 10 {

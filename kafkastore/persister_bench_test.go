@@ -30,12 +30,12 @@ func BenchmarkPersisterDrain(b *testing.B) {
 		n = 10_000
 	}
 	const singleN = 1000
-	br := startPersisterBroker(b)
+	br := kafkatest.Start(b)
 	base := couchtest.URL(b)
 	topic := kafkatest.Topic(b, "completed-others")
 	singleTopic := kafkatest.Topic(b, "completed-single")
-	createPersisterTopic(b, br, topic, 4)
-	createPersisterTopic(b, br, singleTopic, 4)
+	br.CreateTopic(b, topic, 4, nil)
+	br.CreateTopic(b, singleTopic, 4, nil)
 
 	as := make([]*store.Activation, n)
 	values := make([][]byte, n)

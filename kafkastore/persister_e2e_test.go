@@ -44,7 +44,7 @@ func storeThroughKafka(t *testing.T, ks *Store, as []*store.Activation) {
 }
 
 func TestPersisterEndToEndThroughKafkaStore(t *testing.T) {
-	b := startPersisterBroker(t)
+	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "completed-others")
 	mem := memory.New()
 	ks, err := New(mem, WithBrokers(b.Addr()), WithTopic(topic), WithTopicPartitions(4), WithLinger(time.Millisecond))
@@ -86,7 +86,7 @@ func newCouchPrimary(t *testing.T, rawURL string, opts ...couchdb.Option) *couch
 }
 
 func TestPersisterIntoCouchDB(t *testing.T) {
-	b := startPersisterBroker(t)
+	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "completed-others")
 	couch := newCouchPrimary(t, couchtest.URL(t))
 	ks, err := New(couch, WithBrokers(b.Addr()), WithTopic(topic), WithTopicPartitions(2), WithLinger(time.Millisecond))
@@ -123,9 +123,9 @@ func TestPersisterIntoCouchDB(t *testing.T) {
 // the persister retries, commits nothing it has not written, and loses
 // nothing once CouchDB is back.
 func TestPersisterCouchDBOutage(t *testing.T) {
-	b := startPersisterBroker(t)
+	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "completed-others")
-	createPersisterTopic(t, b, topic, 2)
+	b.CreateTopic(t, topic, 2, nil)
 	u, err := url.Parse(couchtest.URL(t))
 	if err != nil {
 		t.Fatal(err)

@@ -12,39 +12,14 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/go-whisk/activationstore/codec"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/store"
 )
 
-// startPersisterBroker starts kfake with a group minimum session timeout
-// that allows the short timeouts of these tests.
-func startPersisterBroker(t testing.TB) *kafkatest.Broker {
-	t.Helper()
-	return kafkatest.Start(t, kfake.GroupMinSessionTimeout(100*time.Millisecond))
-}
-
 // persisterTestLogger logs to stderr when PERSISTER_TEST_LOG is set
 // (debug, info, warn), and discards otherwise.
-// createPersisterTopic creates a topic, retrying while the just-started broker
-// says it is not available.
-func createPersisterTopic(t testing.TB, b *kafkatest.Broker, name string, partitions int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := b.CreateTopicContext(context.Background(), name, partitions, nil)
-		if err == nil {
-			return
-		}
-		if !errors.Is(err, kafka.BrokerNotAvailable) || time.Now().After(deadline) {
-			t.Fatalf("create topic %q: %v", name, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func persisterTestLogger() *slog.Logger {
 	var level slog.Level
 	switch os.Getenv("PERSISTER_TEST_LOG") {

@@ -29,9 +29,9 @@ func exactTopics(topics ...string) *regexp.Regexp {
 }
 
 func TestPersisterPersistsEveryRecordOnce(t *testing.T) {
-	b := startPersisterBroker(t)
+	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "completed-others")
-	createPersisterTopic(t, b, topic, 4)
+	b.CreateTopic(t, topic, 4, nil)
 	const n = 10_000
 	as := produceActivations(t, b, topic, "guest", n)
 
@@ -71,9 +71,9 @@ func TestPersisterPersistsEveryRecordOnce(t *testing.T) {
 }
 
 func TestPersisterRestartLosesNothing(t *testing.T) {
-	b := startPersisterBroker(t)
+	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "completed-others")
-	createPersisterTopic(t, b, topic, 2)
+	b.CreateTopic(t, topic, 2, nil)
 	const n = 3000
 	as := produceActivations(t, b, topic, "guest", n)
 
@@ -115,9 +115,9 @@ func TestPersisterRestartLosesNothing(t *testing.T) {
 }
 
 func TestPersisterGroupSharesPartitions(t *testing.T) {
-	b := startPersisterBroker(t)
+	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "completed-others")
-	createPersisterTopic(t, b, topic, 6)
+	b.CreateTopic(t, topic, 6, nil)
 	primary := memory.New()
 	group := kafkatest.Topic(t, "group")
 
@@ -160,7 +160,7 @@ func TestPersisterGroupSharesPartitions(t *testing.T) {
 }
 
 func TestPersisterFollowsNewTopics(t *testing.T) {
-	b := startPersisterBroker(t)
+	b := kafkatest.Start(t)
 	prefix := kafkatest.Topic(t, "completed")
 	re := regexp.MustCompile("^" + regexp.QuoteMeta(prefix) + "-.*")
 	primary := memory.New()
@@ -169,12 +169,12 @@ func TestPersisterFollowsNewTopics(t *testing.T) {
 	waitUntil(t, 10*time.Second, "ready with no topic", p.Ready)
 
 	first := prefix + "-others"
-	createPersisterTopic(t, b, first, 1)
+	b.CreateTopic(t, first, 1, nil)
 	as := produceActivations(t, b, first, "guest", 100)
 	waitUntil(t, 15*time.Second, "records of a topic created after start", func() bool { return primary.Len() >= 100 })
 
 	second := prefix + "-0"
-	createPersisterTopic(t, b, second, 2)
+	b.CreateTopic(t, second, 2, nil)
 	as = append(as, produceActivations(t, b, second, "guest", 100)...)
 	waitUntil(t, 15*time.Second, "records of a second new topic", func() bool { return primary.Len() >= 200 })
 	checkAllStored(t, primary, "guest", as)
@@ -187,9 +187,9 @@ func TestPersisterRetriesTransientFailures(t *testing.T) {
 		batch bool
 	}{{"StoreBatch", true}, {"Store", false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := startPersisterBroker(t)
+			b := kafkatest.Start(t)
 			topic := kafkatest.Topic(t, "completed-others")
-			createPersisterTopic(t, b, topic, 2)
+			b.CreateTopic(t, topic, 2, nil)
 			mem := memory.New()
 			f := &faultyPrimary{innerStore: mem}
 			var primary store.Store = f
@@ -226,9 +226,9 @@ func TestPersisterRetriesTransientFailures(t *testing.T) {
 // one record fails while those after it succeed: the commit must stop
 // before it, also on shutdown.
 func TestPersisterCommitsOnlyContiguousPrefix(t *testing.T) {
-	b := startPersisterBroker(t)
+	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "completed-others")
-	createPersisterTopic(t, b, topic, 1)
+	b.CreateTopic(t, topic, 1, nil)
 	mem := memory.New()
 	f := &faultyPrimary{innerStore: mem, failIDs: map[string]bool{}}
 	primary := &faultyBatchPrimary{faultyPrimary: f, batch: mem}
@@ -273,9 +273,9 @@ func TestPersisterCommitsOnlyContiguousPrefix(t *testing.T) {
 }
 
 func TestPersisterReplayIsAbsorbedAsConflicts(t *testing.T) {
-	b := startPersisterBroker(t)
+	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "completed-others")
-	createPersisterTopic(t, b, topic, 2)
+	b.CreateTopic(t, topic, 2, nil)
 	as := produceActivations(t, b, topic, "guest", 400)
 	mem := memory.New()
 
@@ -301,9 +301,9 @@ func TestPersisterReplayIsAbsorbedAsConflicts(t *testing.T) {
 }
 
 func TestPersisterShutdownAbandonsUnpersisted(t *testing.T) {
-	b := startPersisterBroker(t)
+	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "completed-others")
-	createPersisterTopic(t, b, topic, 1)
+	b.CreateTopic(t, topic, 1, nil)
 	mem := memory.New()
 	f := &faultyPrimary{innerStore: mem}
 	primary := &faultyBatchPrimary{faultyPrimary: f, batch: mem}
@@ -331,9 +331,9 @@ func TestPersisterShutdownAbandonsUnpersisted(t *testing.T) {
 }
 
 func TestPersisterBoundsInFlightBytes(t *testing.T) {
-	b := startPersisterBroker(t)
+	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "activations")
-	createPersisterTopic(t, b, topic, 3)
+	b.CreateTopic(t, topic, 3, nil)
 	const n, cap = 600, 256 << 10
 	as := make([]*store.Activation, n)
 	values := make([][]byte, n)
@@ -375,9 +375,9 @@ func (s *slowBatchPrimary) StoreBatch(ctx context.Context, as []*store.Activatio
 }
 
 func TestPersisterLeavesNoGoroutines(t *testing.T) {
-	b := startPersisterBroker(t)
+	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "completed-others")
-	createPersisterTopic(t, b, topic, 2)
+	b.CreateTopic(t, topic, 2, nil)
 	produceActivations(t, b, topic, "guest", 100)
 	mem := memory.New()
 	before := goleak.IgnoreCurrent()
@@ -390,7 +390,7 @@ func TestPersisterLeavesNoGoroutines(t *testing.T) {
 }
 
 func TestPersisterRunTwice(t *testing.T) {
-	b := startPersisterBroker(t)
+	b := kafkatest.Start(t)
 	p := newTestPersister(t, b, memory.New(), WithTopicPattern(exactTopics(kafkatest.Topic(t, "none"))))
 	runPersister(t, p)
 	waitUntil(t, 10*time.Second, "running", p.Ready)

@@ -83,30 +83,11 @@ func newStore(t testing.TB, b *kafkatest.Broker, primary store.Store, opts ...ka
 	return s, topic
 }
 
-// endOffsets returns the high-water mark of every partition of topic. It
-// uses a fresh transport: kafkatest.Broker.EndOffsets's 1 ms metadata TTL
-// is also the deadline of its metadata requests, which fail under -race.
+// endOffsets returns the high-water mark of every partition of topic.
 func endOffsets(t testing.TB, b *kafkatest.Broker, topic string) map[int]int64 {
 	t.Helper()
-	ctx := ctxT(t)
-	tr := &kafka.Transport{}
-	defer tr.CloseIdleConnections()
-	client := &kafka.Client{Addr: kafka.TCP(b.Addrs()...), Transport: tr}
-	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	require.NoError(t, err, "metadata of %s", topic)
-	require.Len(t, meta.Topics, 1)
-	require.NoError(t, meta.Topics[0].Error, "metadata of %s", topic)
-	req := map[string][]kafka.OffsetRequest{}
-	for _, p := range meta.Topics[0].Partitions {
-		req[topic] = append(req[topic], kafka.LastOffsetOf(p.ID))
-	}
-	res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: req})
-	require.NoError(t, err)
-	out := map[int]int64{}
-	for _, po := range res.Topics[topic] {
-		require.NoError(t, po.Error)
-		out[po.Partition] = po.LastOffset
-	}
+	out, err := b.EndOffsets(ctxT(t), topic)
+	require.NoError(t, err, "end offsets of %s", topic)
 	return out
 }
 

@@ -112,7 +112,7 @@ func TestPersisterServiceHidesCouchPassword(t *testing.T) {
 	t.Run("CouchDB fails mid-run", func(t *testing.T) {
 		couchURL, proxy, secrets := couchCredentials(t)
 		scan := &leakScan{secrets: secrets}
-		b := startBroker(t)
+		b := kafkatest.Start(t)
 		topic := kafkatest.Topic(t, "completed-service")
 		b.CreateTopic(t, topic, 1, nil)
 		base, db := couchtest.URL(t), couchtest.DBName(t)

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-
 	"github.com/go-whisk/activationstore/internal/faultproxy"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/kafkastore"
@@ -301,13 +299,6 @@ func persisterOptions(t testing.TB, addr string, logger *slog.Logger, topic stri
 	}
 }
 
-// startBroker starts a kfake broker that accepts the short group timeouts
-// of these tests.
-func startBroker(t testing.TB, opts ...kfake.Opt) *kafkatest.Broker {
-	t.Helper()
-	return kafkatest.Start(t, append([]kfake.Opt{kfake.GroupMinSessionTimeout(100 * time.Millisecond)}, opts...)...)
-}
-
 // runUntilCancel runs p; stop cancels it and returns how long Run took to
 // return, failing the test when Run returned before stop, returned an
 // error, or did not return within limit.
@@ -368,7 +359,7 @@ func TestPersisterBrokerDown(t *testing.T) {
 
 	t.Run("broker dies mid-run", func(t *testing.T) {
 		leaks := startLeakCheck()
-		b, err := kafkatest.New(kfake.GroupMinSessionTimeout(100 * time.Millisecond))
+		b, err := kafkatest.New()
 		if err != nil {
 			t.Fatal(err)
 		}

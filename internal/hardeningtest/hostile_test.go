@@ -246,7 +246,7 @@ func TestHostileInputRejected(t *testing.T) {
 		summary = append(summary, fmt.Sprintf("couchdb %d calls refused, %d requests sent, total_rows %d→%d", calls, sent, rowsBefore, rowsAfter))
 	})
 
-	b := startBroker(t)
+	b := kafkatest.Start(t)
 	for _, inPrimary := range []bool{false, true} {
 		name := "kafkastore"
 		if inPrimary {

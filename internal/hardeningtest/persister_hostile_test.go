@@ -63,7 +63,7 @@ func hostileRecord(t *testing.T, field, value string, plain bool) []byte {
 // reason, nothing reaches CouchDB, and the partition moves on to the good
 // record behind them.
 func TestHostileRecordsDeadLettered(t *testing.T) {
-	b := startBroker(t)
+	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "completed-hostile")
 	b.CreateTopic(t, topic, 1, nil)
 	base, db := couchtest.URL(t), couchtest.DBName(t)

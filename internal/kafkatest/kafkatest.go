@@ -41,6 +41,9 @@ func New(opts ...kfake.Opt) (*Broker, error) {
 	all := append([]kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.Ports(0),
+		// Tests use short group session timeouts so that members that
+		// stop or crash are replaced in seconds.
+		kfake.GroupMinSessionTimeout(100 * time.Millisecond),
 		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
 			return net.Listen(network, "127.0.0.1:0")
 		}),

@@ -27,7 +27,7 @@ func TestCrashLosesNothing(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, seed>>7))
 	t.Logf("seed %d", seed)
 
-	b := startBroker(t)
+	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "completed")
 	b.CreateTopic(t, topic, partitions, nil)
 	couchURL, db := couchtest.URL(t), couchtest.DBName(t)

@@ -40,7 +40,7 @@ func TestNoGoroutineLeft(t *testing.T) {
 	before := runtime.NumGoroutine()
 
 	const n, partitions = 3000, 4
-	b := startBroker(t)
+	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "completed-others")
 	ctx := context.Background()
 	primary, err := couchdb.New(ctx, couchURL, couchtest.DBName(t))
@@ -159,7 +159,7 @@ func heapBounded(t *testing.T, comp kafka.Compression) {
 		overhead += int64(partitions) * 8 << 20
 	}
 
-	b := startBroker(t)
+	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "completed")
 	b.CreateTopic(t, topic, partitions, nil)
 	run := NewRun()

@@ -25,7 +25,7 @@ func TestDatabaseOutageLosesNothing(t *testing.T) {
 	if testing.Short() {
 		n = 5_000
 	}
-	b := startBroker(t)
+	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "completed")
 	b.CreateTopic(t, topic, partitions, nil)
 	couchURL, db := couchtest.URL(t), couchtest.DBName(t)

@@ -75,7 +75,7 @@ func TestPoisonRecordsDeadLettered(t *testing.T) {
 	nbad := n / 100
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 1))
-	b := startBroker(t)
+	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "completed")
 	b.CreateTopic(t, topic, partitions, map[string]string{"max.message.bytes": strconv.Itoa(8 << 20)})
 	dlq := kafkatest.Topic(t, "dlq")

@@ -44,7 +44,7 @@ func TestRebalanceUnderLoadLosesNothing(t *testing.T) {
 	if testing.Short() {
 		n = 20_000
 	}
-	b := startBroker(t)
+	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "completed")
 	b.CreateTopic(t, topic, partitions, nil)
 	couchURL, db := couchtest.URL(t), couchtest.DBName(t)
