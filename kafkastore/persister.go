@@ -31,9 +31,11 @@ var ErrPersisterRunning = errors.New("kafkastore: Persister.Run called while it 
 // Records are written in batches (store.BatchStorer when the primary has
 // it, else concurrent Store calls). Failed writes are retried with backoff
 // for as long as they fail, without committing: a primary that is down
-// stops the persister, it does not lose records. Records are stored as
-// they are, without store levels, as OpenWhisk's persister does: whoever
-// published them decided already.
+// stops the persister, it does not lose records. Store levels are not
+// applied here: whoever published a record decided already, and a record
+// its writer decided not to store (an ack that must carry the activation
+// all the same) is marked with HeaderStoreSkip, which the persister
+// honours.
 type Persister struct {
 	primary store.Store
 	batch   store.BatchStorer // nil: concurrent Store calls
@@ -414,6 +416,9 @@ func (g *persistGeneration) read(ctx context.Context, ps *persistPartition, out 
 		ps.firstOffset.CompareAndSwap(-1, m.Offset)
 		if m.HighWaterMark > ps.highWaterMark.Load() {
 			ps.highWaterMark.Store(m.HighWaterMark)
+		}
+		if g.skipMarked(rec) { // HeaderStoreSkip: see storeskip.go
+			continue
 		}
 		if !p.classify(rec) {
 			p.stats.skipped.Add(1)

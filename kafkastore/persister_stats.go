@@ -18,6 +18,10 @@ type PersisterStats struct {
 	// Skipped counts records carrying no activation: CompletionMessages and
 	// results shrunk to an activation id.
 	Skipped int64
+	// StoreSkipped counts records not stored because their writer marked
+	// them with HeaderStoreSkip (store level or storeActivations=false).
+	// Not included in Skipped.
+	StoreSkipped int64
 	// Retries counts failed writes to the primary that were retried.
 	Retries int64
 	// DeadLettered counts records published to the dead-letter topic.
@@ -66,6 +70,7 @@ type PartitionLag struct {
 
 type persisterCounters struct {
 	persisted, conflicts, skipped, retries atomic.Int64
+	storeSkipped                           atomic.Int64
 	deadLettered, deadLetterRetries        atomic.Int64
 	commits, commitErrors                  atomic.Int64
 	batches, batchRecords, batchNanos      atomic.Int64
@@ -90,6 +95,7 @@ func (p *Persister) Stats() PersisterStats {
 		Persisted:         c.persisted.Load(),
 		Conflicts:         c.conflicts.Load(),
 		Skipped:           c.skipped.Load(),
+		StoreSkipped:      c.storeSkipped.Load(),
 		Retries:           c.retries.Load(),
 		DeadLettered:      c.deadLettered.Load(),
 		DeadLetterRetries: c.deadLetterRetries.Load(),
