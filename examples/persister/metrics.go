@@ -14,9 +14,13 @@ type collector struct {
 	p *kafkastore.Persister
 
 	persisted, conflicts, skipped, retries, deadLettered *prometheus.Desc
+	storeSkipped                                         *prometheus.Desc
 	commits, commitErrors, batches, batchRecords         *prometheus.Desc
 	batchSeconds, lastBatchSeconds, inFlight, ready, lag *prometheus.Desc
 }
+
+const storeSkippedHelp = "Activations not stored because their writer marked them with the " +
+	kafkastore.HeaderStoreSkip + " header (store level or storeActivations=false)."
 
 func newCollector(p *kafkastore.Persister) *collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
@@ -27,6 +31,7 @@ func newCollector(p *kafkastore.Persister) *collector {
 		persisted:        d("persisted_total", "Activations written to the primary store."),
 		conflicts:        d("conflicts_total", "Activations the primary store had already (replays), counted as persisted."),
 		skipped:          d("skipped_total", "Records that carry no activation (completion messages, shrunk results)."),
+		storeSkipped:     d("store_skipped_total", storeSkippedHelp),
 		retries:          d("retries_total", "Failed primary writes that were retried."),
 		deadLettered:     d("dead_lettered_total", "Poison records published to the dead-letter topic."),
 		commits:          d("commits_total", "Offset commits."),
@@ -42,7 +47,7 @@ func newCollector(p *kafkastore.Persister) *collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.persisted, c.conflicts, c.skipped, c.retries, c.deadLettered, c.commits,
+	for _, d := range []*prometheus.Desc{c.persisted, c.conflicts, c.skipped, c.storeSkipped, c.retries, c.deadLettered, c.commits,
 		c.commitErrors, c.batches, c.batchRecords, c.batchSeconds, c.lastBatchSeconds, c.inFlight, c.ready, c.lag} {
 		ch <- d
 	}
@@ -59,6 +64,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.persisted, float64(s.Persisted))
 	counter(c.conflicts, float64(s.Conflicts))
 	counter(c.skipped, float64(s.Skipped))
+	counter(c.storeSkipped, float64(s.StoreSkipped))
 	counter(c.retries, float64(s.Retries))
 	counter(c.deadLettered, float64(s.DeadLettered))
 	counter(c.commits, float64(s.Commits))

@@ -23,6 +23,7 @@ import (
 	"github.com/go-whisk/activationstore/codec"
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
+	"github.com/go-whisk/activationstore/kafkastore"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 	"github.com/go-whisk/activationstore/store"
 )
@@ -169,13 +170,22 @@ func TestServiceEndpointsAndGracefulStop(t *testing.T) {
 		require.NoError(t, err)
 		msgs[i] = kafka.Message{Key: []byte(fmt.Sprint(i)), Value: v}
 	}
+	// Acks whose writer decided not to store them: committed, not stored.
+	const notStored = 3
+	for i := n; i < n+notStored; i++ {
+		v, err := codec.MarshalResultMessage(codec.TransactionID{ID: "sid_test", Start: time.Now()}, activation(i))
+		require.NoError(t, err)
+		msgs = append(msgs, kafka.Message{Key: []byte(fmt.Sprint(i)), Value: v,
+			Headers: []kafka.Header{{Key: kafkastore.HeaderStoreSkip, Value: []byte(kafkastore.StoreSkipLevel)}}})
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	require.NoError(t, w.WriteMessages(ctx, msgs...))
 
-	eventually(t, 30*time.Second, "50 activations persisted per /metrics", func() bool {
+	eventually(t, 30*time.Second, "50 activations persisted and 3 store-skipped per /metrics", func() bool {
 		_, metrics := svc.get(t, "/metrics")
-		return strings.Contains(metrics, "activation_persister_persisted_total 50")
+		return strings.Contains(metrics, "activation_persister_persisted_total 50") &&
+			strings.Contains(metrics, "activation_persister_store_skipped_total 3")
 	})
 	_, metrics := svc.get(t, "/metrics")
 	for _, want := range []string{
@@ -191,7 +201,7 @@ func TestServiceEndpointsAndGracefulStop(t *testing.T) {
 	defer primary.Close()
 	count, err := primary.Count(ctx, store.Query{Namespace: "guest"}, store.UserContext{})
 	require.NoError(t, err)
-	assert.Equal(t, n, count, "every published activation is in CouchDB")
+	assert.Equal(t, n, count, "every published activation is in CouchDB, none of those marked not to store")
 
 	require.NoError(t, svc.cmd.Process.Signal(syscall.SIGTERM))
 	select {
