@@ -271,7 +271,8 @@ func appendInstance(dst []byte, in *InstanceID, era Era) ([]byte, error) {
 	if !in.IsInvoker() {
 		switch {
 		case era == EraPR:
-			return nil, invalidInput(key, "is a "+in.Type+" instance id; PR-era controllers read only invoker ids")
+			return nil, invalidInput(key, "is not an invoker's id (instanceType "+strconv.Quote(in.Type)+
+				", asString "+strconv.Quote(in.AsString)+"); PR-era controllers read only invoker ids")
 		case in.Type == "":
 			return nil, invalidInput(key+".instanceType", "is empty for an instance with asString "+strconv.Quote(in.AsString))
 		}

@@ -233,6 +233,11 @@ func TestEraInstanceRules(t *testing.T) {
 			}
 		})
 	}
+	bad := codec.NewCombinedMessage(testingTID, a, invokerID(0, "1024 MB"))
+	bad.Era = codec.Era(9)
+	if _, err := codec.Marshal(bad); !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), "Era(9)") {
+		t.Fatalf("unknown era: %v", err)
+	}
 	// Sizes OpenWhisk's ByteSize reads, in any case and with its spaces.
 	for _, ok := range []string{"1024 MB", "1024MB", "2 g", "512 kb", "7 B", " 3 M "} {
 		m := codec.NewCompletionMessage(testingTID, a, invokerID(0, ok))

@@ -203,6 +203,9 @@ func appendAckHead(dst []byte, tid *TransactionID, a *store.Activation, id strin
 }
 
 func appendAckTail(dst []byte, sysErr *bool, in *InstanceID, era Era) ([]byte, error) {
+	if era != EraMaster && era != EraPR {
+		return nil, invalidInput("era", "is "+era.String()+": want EraMaster or EraPR")
+	}
 	if sysErr != nil {
 		dst = append(dst, `,"isSystemError":`...)
 		if *sysErr {
