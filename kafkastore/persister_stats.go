@@ -43,6 +43,15 @@ type PersisterStats struct {
 	// MaxInFlightBytes the highest it has been. Both stay at or below the
 	// WithMaxInFlightBytes cap (except for a single record above the cap).
 	InFlightBytes, MaxInFlightBytes int64
+	// RecordAge is how old records were when persisted: the visibility
+	// lag, from publish to readable in the primary.
+	RecordAge AgeHistogram
+	// LostToRetention counts, per partition, the records Kafka deleted
+	// before they were persisted (retention ran out while the persister
+	// lagged or was down). Each loss is also logged at ERROR with its
+	// offsets. Counted by the member that found it; a rebalance before the
+	// next commit can make another member count the same range again.
+	LostToRetention []RetentionLoss
 	// Ready is Ready(); Generation the consumer group generation joined
 	// last (0 before the first).
 	Ready      bool
@@ -76,6 +85,7 @@ type persisterCounters struct {
 	batches, batchRecords, batchNanos      atomic.Int64
 	lastBatchRecords, lastBatchNanos       atomic.Int64
 	generation                             atomic.Int32
+	age                                    ageHistogram
 }
 
 func (c *persisterCounters) batchDone(records int, d time.Duration) {
@@ -108,6 +118,8 @@ func (p *Persister) Stats() PersisterStats {
 		LastBatchLatency:  time.Duration(c.lastBatchNanos.Load()),
 		InFlightBytes:     used,
 		MaxInFlightBytes:  peak,
+		RecordAge:         c.age.snapshot(),
+		LostToRetention:   p.losses.snapshot(),
 		Ready:             p.Ready(),
 		Generation:        c.generation.Load(),
 	}

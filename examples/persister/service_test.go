@@ -192,6 +192,7 @@ func TestServiceEndpointsAndGracefulStop(t *testing.T) {
 		"activation_persister_conflicts_total 0", "activation_persister_retries_total",
 		"activation_persister_dead_lettered_total 0", "activation_persister_batch_seconds_total",
 		"activation_persister_ready 1", `activation_persister_lag{partition="0",topic="` + topic + `"}`,
+		"activation_persister_record_age_seconds_count 50", `activation_persister_record_age_seconds_bucket{le="+Inf"} 50`,
 	} {
 		assert.Contains(t, metrics, want)
 	}
