@@ -2,6 +2,7 @@ package codec
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/go-whisk/activationstore/store"
 )
@@ -176,7 +177,7 @@ func appendAckHead(dst []byte, tid *TransactionID, a *store.Activation, id strin
 	if a != nil {
 		n += sizeHint(a)
 	}
-	dst = append(make([]byte, 0, n), `{"transid":`...)
+	dst = append(slices.Grow(dst, n), `{"transid":`...)
 	dst, err := appendTID(dst, tid, 0)
 	if err != nil {
 		return nil, err

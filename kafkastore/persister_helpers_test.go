@@ -261,16 +261,6 @@ func checkAllStored(t testing.TB, s store.Store, namespace string, as []*store.A
 	}
 }
 
-// countIn returns how many records the namespace holds.
-func countIn(t testing.TB, s store.Store, namespace string) int {
-	t.Helper()
-	n, err := s.Count(context.Background(), store.Query{Namespace: namespace}, store.UserContext{})
-	if err != nil {
-		t.Fatalf("Count: %v", err)
-	}
-	return n
-}
-
 // innerStore is an embedded store.Store under a name that does not clash with
 // its Store method.
 type innerStore = store.Store
