@@ -9,7 +9,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -816,40 +815,4 @@ func TestReadsAndDeletesGoToThePrimary(t *testing.T) {
 	assert.Len(t, l, 1)
 	require.NoError(t, s.Delete(ctxT(t), a.Namespace, a.ActivationID, store.UserContext{}))
 	assert.Zero(t, primary.Len())
-}
-
-func TestStoreRecordReadByKcat(t *testing.T) {
-	kcat, err := exec.LookPath("kcat")
-	require.NoError(t, err, "kcat is required by this test: install it (Debian/Ubuntu: apt-get install -y kcat)")
-	b := kafkatest.Start(t)
-	s, topic := newStore(t, b, memory.New(), kafkastore.WithTopicPartitions(1))
-	a := newActivation(t)
-	_, err = s.Store(ctxT(t), a, store.UserContext{TransactionID: "kcattid"})
-	require.NoError(t, err)
-
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctxT(t), kcat, "-b", b.Addr(), "-C", "-t", topic, "-p", "0", "-o", "beginning",
-		"-c", "1", "-e", "-J", "-X", "broker.address.family=v4")
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	require.NoError(t, cmd.Run(), "kcat: %s", stderr.String())
-	// kcat exits 0 on some consume failures: its stderr tells.
-	require.NotContains(t, strings.ToLower(stderr.String()), "error", "kcat stderr")
-
-	var env struct {
-		Key     string   `json:"key"`
-		Payload string   `json:"payload"`
-		Headers []string `json:"headers"`
-		Offset  int64    `json:"offset"`
-	}
-	require.NoError(t, json.Unmarshal(stdout.Bytes(), &env), "kcat -J output %q", stdout.String())
-	assert.Equal(t, a.ActivationID, env.Key)
-	assert.Equal(t, []string{
-		kafkastore.HeaderContentType, kafkastore.ContentTypeResultMessage,
-		kafkastore.HeaderNamespace, "guest",
-		kafkastore.HeaderActivationID, a.ActivationID,
-	}, env.Headers)
-	msg, err := codec.Decode([]byte(env.Payload))
-	require.NoError(t, err, "the payload kcat read decodes")
-	assert.Equal(t, a.DocID(), msg.Activation().DocID())
-	assert.Equal(t, "kcattid", msg.(*codec.ResultMessage).TransID.ID)
 }
