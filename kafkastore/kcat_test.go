@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/go-whisk/activationstore/codec"
+	"github.com/go-whisk/activationstore/internal/activationtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/kafkastore"
 	"github.com/go-whisk/activationstore/primary/memory"
@@ -29,7 +30,7 @@ func TestStoreRecordReadByKcat(t *testing.T) {
 	require.NoError(t, err, "kcat is required by this test: install it (Debian/Ubuntu: apt-get install -y kcat)")
 	b := kafkatest.Start(t)
 	s, topic := newStore(t, b, memory.New(), kafkastore.WithTopicPartitions(1))
-	a := newActivation(t)
+	a := activationtest.New("guest")
 	_, err = s.Store(ctxT(t), a, store.UserContext{TransactionID: "kcattid"})
 	require.NoError(t, err)
 

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/go-whisk/activationstore/codec"
+	"github.com/go-whisk/activationstore/internal/activationtest"
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/internal/servicetest"
@@ -24,15 +25,6 @@ import (
 )
 
 func TestMain(m *testing.M) { couchtest.Main(m) }
-
-func activation(i int) *store.Activation {
-	start := time.UnixMilli(1_700_000_000_000 + int64(i))
-	return &store.Activation{
-		Namespace: "guest", Name: "svc", Subject: "guest-subject", ActivationID: fmt.Sprintf("%032x", i+1),
-		Start: start, End: start.Add(time.Millisecond), Version: store.DefaultVersion,
-		Response: store.Response{StatusCode: store.StatusSuccess, Result: json.RawMessage(`{"i":` + fmt.Sprint(i) + `}`)},
-	}
-}
 
 func TestServiceEndpointsAndGracefulStop(t *testing.T) {
 	broker := kafkatest.Start(t)
@@ -57,7 +49,7 @@ func TestServiceEndpointsAndGracefulStop(t *testing.T) {
 	defer w.Close()
 	msgs := make([]kafka.Message, n)
 	for i := range msgs {
-		v, err := codec.MarshalResultMessage(codec.TransactionID{ID: "sid_test", Start: time.Now()}, activation(i))
+		v, err := codec.MarshalResultMessage(codec.TransactionID{ID: "sid_test", Start: time.Now()}, activationtest.New("guest"))
 		require.NoError(t, err)
 		msgs[i] = kafka.Message{Key: []byte(fmt.Sprint(i)), Value: v}
 	}

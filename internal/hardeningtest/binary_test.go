@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-whisk/activationstore/codec"
+	"github.com/go-whisk/activationstore/internal/activationtest"
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/internal/servicetest"
@@ -65,7 +66,7 @@ func TestPersisterServiceHidesCouchPassword(t *testing.T) {
 			return err == nil && status == http.StatusOK
 		}
 		publish := func() string {
-			a := validActivation("guest")
+			a := activationtest.New("guest")
 			v, err := codec.MarshalResultMessage(codec.TransactionID{ID: "tid-service", Start: a.Start}, a)
 			if err != nil {
 				t.Fatal(err)
