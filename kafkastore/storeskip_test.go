@@ -9,6 +9,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/go-whisk/activationstore/codec"
+	"github.com/go-whisk/activationstore/internal/activationtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/primary/memory"
 	"github.com/go-whisk/activationstore/store"
@@ -31,8 +32,8 @@ func TestPersisterHonoursStoreSkipHeader(t *testing.T) {
 	}
 	skipLevel := []kafka.Header{{Key: HeaderStoreSkip, Value: []byte(StoreSkipLevel)}}
 	skipUser := []kafka.Header{{Key: "other", Value: []byte("x")}, {Key: HeaderStoreSkip, Value: []byte(StoreSkipUser)}}
-	skippedAck, storedAck := testActivation("guest"), testActivation("guest")
-	skippedResult, storedResult := testActivation("guest"), testActivation("guest")
+	skippedAck, storedAck := activationtest.New("guest"), activationtest.New("guest")
+	skippedResult, storedResult := activationtest.New("guest"), activationtest.New("guest")
 	// One partition, so the last record settled means every one before it was.
 	msgs := []kafka.Message{
 		{Key: []byte(skippedAck.ActivationID), Value: combined(skippedAck), Headers: skipLevel},

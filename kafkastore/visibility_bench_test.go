@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-whisk/activationstore/internal/activationtest"
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/primary/couchdb"
@@ -84,7 +85,7 @@ func benchVisibilityLag(b *testing.B, newPrimary func(testing.TB) store.Store) {
 				defer tick.Stop()
 				for i := c; i < n; i += callers {
 					<-tick.C
-					a := testActivation("guest")
+					a := activationtest.New("guest")
 					ids[i] = a.ActivationID
 					if _, err := pub.Store(context.Background(), a, store.UserContext{}); err != nil {
 						b.Error(err)
