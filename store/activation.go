@@ -77,9 +77,18 @@ func (a *Activation) DurationMillis() int64 {
 		return *a.Duration
 	}
 	if a.HasEnd() {
-		return a.End.UnixMilli() - a.Start.UnixMilli()
+		return a.End.UnixMilli() - epochMillis(a.Start)
 	}
 	return 0
+}
+
+// epochMillis is t in epoch milliseconds as a document carries it: the zero
+// time.Time is 0.
+func epochMillis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
 }
 
 // DocID is the document id OpenWhisk gives the activation: "<namespace>/<activationId>".
@@ -132,7 +141,7 @@ func (a *Activation) Summary() *Activation {
 		Annotations:  a.Clone().Annotations,
 	}
 	if a.HasEnd() {
-		d := a.End.UnixMilli() - a.Start.UnixMilli()
+		d := a.End.UnixMilli() - epochMillis(a.Start)
 		c.End = a.End
 		c.Duration = &d
 		c.Response.StatusCode = a.Response.StatusCode
