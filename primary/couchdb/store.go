@@ -29,7 +29,7 @@ type Store struct {
 	cfg    config
 	// view is the filters view List and Count query, fixed by New.
 	view store.FilterView
-	log    *slog.Logger
+	log  *slog.Logger
 	// redact removes the credentials of the URL from error texts.
 	redact func(string) string
 	// transport is closed with the store when the store made it.
