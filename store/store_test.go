@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/go-whisk/activationstore/codec"
 	"github.com/go-whisk/activationstore/primary/memory"
 	"github.com/go-whisk/activationstore/store"
 )
@@ -260,4 +261,46 @@ func TestShownValueKeepsWholeCharacters(t *testing.T) {
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), `\xc3`, "the shortened value ends at a rune boundary: %v", err)
 	assert.Contains(t, err.Error(), "contains 'ä'")
+}
+
+// decodeWith encodes a valid activation with the codec, swaps one member's
+// value, and decodes it again: OpenWhisk's reader checks, as the codec
+// applies them.
+func decodeWith(t *testing.T, member, value string) error {
+	t.Helper()
+	b, err := codec.MarshalActivation(valid())
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(b, &m))
+	m[member] = value
+	b, err = json.Marshal(m)
+	require.NoError(t, err)
+	_, err = codec.UnmarshalActivation(b)
+	return err
+}
+
+// TestValidationAgreesWithCodec: store and codec share one check for names
+// and one for the subject's length, so what the store accepts the codec
+// (and OpenWhisk) reads back, and what it refuses the codec refuses with
+// the same reason.
+func TestValidationAgreesWithCodec(t *testing.T) {
+	for _, n := range []string{"a", "_util", "_", "_ _", "a@b.c&d", "präfix-ñ", "a?b", "a ", " a", "-a", "a☃", strings.Repeat("a", 256), strings.Repeat("a", 257)} {
+		storeErr := store.ValidateEntityName(n)
+		codecErr := decodeWith(t, "name", n)
+		require.Equal(t, storeErr == nil, codecErr == nil, "name %q: store %v, codec %v", n, storeErr, codecErr)
+		if storeErr != nil {
+			var ie *store.InvalidError
+			require.ErrorAs(t, storeErr, &ie)
+			assert.Contains(t, codecErr.Error(), ie.Reason, "name %q", n)
+		}
+	}
+	// Subjects without control characters and under MaxSubjectLength,
+	// which only the store refuses.
+	for _, s := range []string{"abcde", "ééé", "ééééé", "😀😀", "😀😀😀", "abcd ", " abcde", "\u00a0abcd", "  abc  ", "guest-subject"} {
+		a := valid()
+		a.Subject = s
+		storeErr := store.ValidateActivation(a)
+		codecErr := decodeWith(t, "subject", s)
+		assert.Equal(t, storeErr == nil, codecErr == nil, "subject %q: store %v, codec %v", s, storeErr, codecErr)
+	}
 }
