@@ -183,9 +183,14 @@ type Query struct {
 	// Name is an action path relative to the namespace ("action" or
 	// "pkg/action"); empty for every activation of the namespace.
 	Name string
-	// Since and Upto bound Start, both inclusive; zero means unbounded.
+	// Since and Upto bound Start, both inclusive. A zero Since is epoch 0,
+	// where OpenWhisk's view queries start: records that start before 1970
+	// are selected only by a Since that reaches them. A zero Upto is no
+	// bound. Records with equal starts come in document id order.
 	Since, Upto time.Time
 	// Skip drops the newest Skip records; Limit keeps at most Limit (0: all).
+	// Any non-negative values are valid: a store never sizes memory from
+	// them, and a limit beyond the matching records means all of them.
 	Skip, Limit int
 	// IncludeDocs returns whole records; otherwise summaries without result and logs.
 	IncludeDocs bool

@@ -26,7 +26,7 @@ func seeded(t *testing.T, n int) *controller.Controller {
 	t.Helper()
 	primary := memory.New()
 	for i := range n {
-		start := time.UnixMilli(int64(1_700_000_000_000 + i))
+		start := time.UnixMilli(1_700_000_000_000 + int64(i))
 		_, err := primary.Store(context.Background(), &store.Activation{
 			Namespace: "guest", Name: "hello", Subject: "guest-subject", ActivationID: controller.NewActivationID(),
 			Start: start, End: start.Add(time.Millisecond), Version: store.DefaultVersion,

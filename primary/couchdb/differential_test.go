@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -294,14 +295,14 @@ func diffQueriesFor(rng *rand.Rand, corpus []*store.Activation, v store.FilterVi
 		case r < 24:
 			q.Skip = rng.IntN(40)
 		default:
-			q.Skip = 1 << 40
+			q.Skip = math.MaxInt >> 3
 		}
 		switch r := rng.IntN(10); {
 		case r < 3: // 0: no limit
 		case r < 9:
 			q.Limit = 1 + rng.IntN(30)
 		default:
-			q.Limit = 1 << 40
+			q.Limit = math.MaxInt >> 3
 		}
 		q.IncludeDocs = rng.IntN(3) == 0
 		out = append(out, q)

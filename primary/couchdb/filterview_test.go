@@ -3,6 +3,7 @@ package couchdb_test
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -255,7 +256,7 @@ func TestLimitNeverSizesAllocation(t *testing.T) {
 	_, err = s.List(ctx, store.Query{Namespace: "alloc"}, uc) // build the index outside the measure
 	require.NoError(t, err)
 
-	for _, limit := range []int{2e8, 1 << 60, couchdb.MaxViewLimit + 1} {
+	for _, limit := range []int{2e8, math.MaxInt >> 3, couchdb.MaxViewLimit + 1} {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		got, err := s.List(ctx, store.Query{Namespace: "alloc", Limit: limit}, uc)
@@ -268,7 +269,7 @@ func TestLimitNeverSizesAllocation(t *testing.T) {
 	rec.reset()
 	for _, q := range []store.Query{
 		{Namespace: "alloc", Limit: couchdb.MaxViewLimit},
-		{Namespace: "alloc", Limit: couchdb.MaxViewLimit + 1, Skip: 1 << 62},
+		{Namespace: "alloc", Limit: couchdb.MaxViewLimit + 1, Skip: math.MaxInt},
 	} {
 		_, err := s.List(ctx, q, uc)
 		require.NoError(t, err)
@@ -277,7 +278,7 @@ func TestLimitNeverSizesAllocation(t *testing.T) {
 	require.Len(t, reqs, 2)
 	assert.Equal(t, fmt.Sprint(couchdb.MaxViewLimit), reqs[0].URL.Query().Get("limit"))
 	assert.False(t, reqs[1].URL.Query().Has("limit"), "a limit above MaxViewLimit is no limit")
-	assert.Equal(t, fmt.Sprint(int64(1<<53-1)), reqs[1].URL.Query().Get("skip"), "the skip stays an exact JSON number")
+	assert.Equal(t, fmt.Sprint(min(int64(math.MaxInt), 1<<53-1)), reqs[1].URL.Query().Get("skip"), "the skip stays an exact JSON number")
 }
 
 // TestEmptyRangeNotSent: CouchDB refuses a key range whose end comes before

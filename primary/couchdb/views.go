@@ -32,7 +32,7 @@ const MaxViewLimit = 1 << 28
 // JavaScript and a JSON double carry exactly (servers echo the skip as the
 // reply's offset). No view holds that many rows, so a larger Query.Skip
 // selects the same nothing.
-const maxViewSkip = 1<<53 - 1
+const maxViewSkip int64 = 1<<53 - 1
 
 // top is OpenWhisk's WhiskQueries.TOP: it collates after every number and
 // every string a key holds.
@@ -75,7 +75,7 @@ func (s *Store) listParams(q store.Query) (ddoc string, params map[string]any) {
 		"reduce":     "false",
 	}
 	if q.Skip > 0 {
-		params["skip"] = min(q.Skip, maxViewSkip)
+		params["skip"] = min(int64(q.Skip), maxViewSkip)
 	}
 	if q.Limit > 0 && q.Limit <= MaxViewLimit {
 		params["limit"] = q.Limit
