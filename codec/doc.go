@@ -32,9 +32,12 @@
 //
 // The codec reads what OpenWhisk reads and nothing more restrictive. In
 // particular, a namespace or name that starts with "_" is a valid OpenWhisk
-// EntityName and decodes; the store package rejects it
-// (store.ValidateActivation) because CouchDB reserves such document ids. So
-// the decision to refuse such a record is the store's, with store.ErrInvalid.
+// EntityName and decodes. The store package accepts such names too, except
+// as the first segment of a namespace (store.ValidateNamespace), which
+// begins the CouchDB document id, and CouchDB reserves ids starting with
+// "_". So the decision to refuse such a record is the store's, with
+// store.ErrInvalid. Names and subjects are checked by the same functions as
+// the store's (store.ValidateEntityName, store.SubjectLength).
 //
 // Acknowledgements of both eras decode: the PR #4632 era marks completion
 // with the member "invoker", master with "instance"; v1, v2 and v3

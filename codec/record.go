@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -214,7 +215,7 @@ func (d *decoder) member(r *record, f field, level int) error {
 			}
 			r.name = s
 		case fSubject:
-			if n := utf16Len(s); n < store.MinSubjectLength {
+			if store.SubjectLength(s) < store.MinSubjectLength {
 				r.errs[f] = d.errAt("subject " + strconv.Quote(s) + " is shorter than " + itoa(store.MinSubjectLength) + " characters")
 			}
 			r.subject = s
@@ -643,33 +644,16 @@ func entityPath(s string) (string, string) {
 	return strings.Join(parts, "/"), ""
 }
 
-// entityName applies OpenWhisk's EntityName rule
-// \A([\w]|[\w][\w@ .&-]{0,254}[\w@.&-])\z (ASCII \w). Unlike the store
-// package it accepts a leading underscore: the codec reads what OpenWhisk
-// reads, and stores refuse such names themselves.
+// entityName applies OpenWhisk's EntityName rule, as the store package
+// does (store.ValidateEntityName): a leading underscore is valid, so the
+// codec reads what OpenWhisk reads, and the stores refuse only a namespace
+// that CouchDB cannot take as a document id.
 func entityName(s string) string {
-	switch {
-	case s == "":
-		return "is empty"
-	case len(s) > store.MaxNameLength:
-		return "is longer than " + itoa(store.MaxNameLength) + " characters"
-	case !isWord(s[0]):
-		return "must start with a letter, digit or underscore"
-	}
-	for i := 1; i < len(s); i++ {
-		c := s[i]
-		if !isWord(c) && c != '@' && c != '.' && c != '&' && c != '-' && (c != ' ' || i == len(s)-1) {
-			if c == ' ' {
-				return "must not end with a space"
-			}
-			return "contains " + strconv.QuoteRune(rune(c)) + " (allowed: letters, digits, _ @ . & - and inner spaces)"
-		}
+	var ie *store.InvalidError
+	if errors.As(store.ValidateEntityName(s), &ie) {
+		return ie.Reason
 	}
 	return ""
-}
-
-func isWord(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
 }
 
 // utf16Len is the length Java reports for s.

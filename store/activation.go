@@ -77,9 +77,18 @@ func (a *Activation) DurationMillis() int64 {
 		return *a.Duration
 	}
 	if a.HasEnd() {
-		return a.End.UnixMilli() - a.Start.UnixMilli()
+		return a.End.UnixMilli() - epochMillis(a.Start)
 	}
 	return 0
+}
+
+// epochMillis is t in epoch milliseconds as a document carries it: the zero
+// time.Time is 0.
+func epochMillis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
 }
 
 // DocID is the document id OpenWhisk gives the activation: "<namespace>/<activationId>".
@@ -132,7 +141,7 @@ func (a *Activation) Summary() *Activation {
 		Annotations:  a.Clone().Annotations,
 	}
 	if a.HasEnd() {
-		d := a.End.UnixMilli() - a.Start.UnixMilli()
+		d := a.End.UnixMilli() - epochMillis(a.Start)
 		c.End = a.End
 		c.Duration = &d
 		c.Response.StatusCode = a.Response.StatusCode
@@ -177,9 +186,14 @@ type Query struct {
 	// Name is an action path relative to the namespace ("action" or
 	// "pkg/action"); empty for every activation of the namespace.
 	Name string
-	// Since and Upto bound Start, both inclusive; zero means unbounded.
+	// Since and Upto bound Start, both inclusive. A zero Since is epoch 0,
+	// where OpenWhisk's view queries start: records that start before 1970
+	// are selected only by a Since that reaches them. A zero Upto is no
+	// bound. Records with equal starts come in document id order.
 	Since, Upto time.Time
 	// Skip drops the newest Skip records; Limit keeps at most Limit (0: all).
+	// Any non-negative values are valid: a store never sizes memory from
+	// them, and a limit beyond the matching records means all of them.
 	Skip, Limit int
 	// IncludeDocs returns whole records; otherwise summaries without result and logs.
 	IncludeDocs bool

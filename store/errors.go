@@ -38,11 +38,7 @@ func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
 const maxShownValue = 64
 
 func invalid(field, value, reason string) *InvalidError {
-	shown := value
-	if len(shown) > maxShownValue {
-		shown = shown[:maxShownValue] + "…"
-	}
-	return &InvalidError{Field: field, Value: strconv.Quote(shown), Reason: reason}
+	return &InvalidError{Field: field, Value: strconv.Quote(shorten(value)), Reason: reason}
 }
 
 // NotFoundError returns ErrNotFound wrapped with the document id.

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/go-whisk/activationstore/codec"
 	"github.com/go-whisk/activationstore/primary/memory"
 	"github.com/go-whisk/activationstore/store"
 )
@@ -25,10 +26,11 @@ func valid() *store.Activation {
 }
 
 func TestValidateNamespace(t *testing.T) {
-	for _, ok := range []string{"guest", "guest/pkg", "whisk.system", "a", "a b", "user@example.com", "a-b&c", strings.Repeat("n", 256)} {
+	for _, ok := range []string{"guest", "guest/pkg", "whisk.system", "a", "a b", "user@example.com", "a-b&c", strings.Repeat("n", 256),
+		"guest/_x", "guest/_", "guest/_ _", "a_", "0/_util"} {
 		assert.NoError(t, store.ValidateNamespace(ok), "%q is a valid EntityPath", ok)
 	}
-	for _, bad := range []string{"", "_design", "_design/x", "guest/_x", "../x", "a/../../b", "a/./b", ".", "a//b", "/a", "a/",
+	for _, bad := range []string{"", "_design", "_design/x", "_", "_guest", "_ _/x", "../x", "a/../../b", "a/./b", ".", "a//b", "/a", "a/",
 		"a\x00b", "a\nb", " a", "a ", "a%2Fb", "a\\b", "ns\u2215x", strings.Repeat("n", 257), strings.Repeat("n/", 300) + "n"} {
 		err := store.ValidateNamespace(bad)
 		require.ErrorIs(t, err, store.ErrInvalid, "%q", bad)
@@ -36,6 +38,84 @@ func TestValidateNamespace(t *testing.T) {
 		require.ErrorAs(t, err, &ie)
 		assert.Equal(t, "namespace", ie.Field)
 		assert.LessOrEqual(t, len(err.Error()), 300, "a 10 KB value is shortened in the error text")
+	}
+}
+
+// TestEntityNamesAsOpenWhisk ports SchemaTests' EntityName cases: every name
+// OpenWhisk accepts is valid, leading underscores included; only a
+// namespace's first segment may not start with "_" (a CouchDB document id).
+func TestEntityNamesAsOpenWhisk(t *testing.T) {
+	accepted := []string{"a", "a b", "a@b.c&d", "a@&b", "_a", "_", "_ _", "a0", "a 0", "a.0", "a@@&", "0", "0.0", "0.0.0",
+		"0a", "0.a", strings.Repeat("a", store.MaxNameLength), "_util", "_all_docs", "_design"}
+	for _, n := range accepted {
+		assert.NoError(t, store.ValidateEntityName(n), "name %q", n)
+		assert.NoError(t, store.ValidateName(n), "query name %q", n)
+		assert.NoError(t, store.ValidateName("pkg/"+n), "query name pkg/%s", n)
+		assert.NoError(t, store.ValidateName(n+"/act"), "query name %s/act", n)
+		assert.NoError(t, store.ValidateNamespace("guest/"+n), "namespace guest/%s", n)
+		a := valid()
+		a.Name = n
+		a.Namespace = "guest/" + n
+		assert.NoError(t, store.ValidateActivation(a), "activation %s/%s", a.Namespace, a.Name)
+		if n[0] == '_' {
+			assert.ErrorIs(t, store.ValidateNamespace(n), store.ErrInvalid, "namespace %q starts a document id with _", n)
+		} else {
+			assert.NoError(t, store.ValidateNamespace(n), "namespace %q", n)
+		}
+	}
+	rejected := []string{"", " ", " xxx", "xxx ", "/", " /", "/ ", "0 ", "a=2b", "_ ", "a?b", "x#x", "a§b", "a  ", "a()b",
+		"a{}b", "a \t", "-abc", "&abc", "a\n", strings.Repeat("a", store.MaxNameLength+1)}
+	for _, n := range rejected {
+		var ie *store.InvalidError
+		require.ErrorAs(t, store.ValidateEntityName(n), &ie, "name %q", n)
+		assert.Equal(t, "name", ie.Field)
+		assert.ErrorIs(t, store.ValidateName(n), store.ErrInvalid, "query name %q", n)
+		assert.ErrorIs(t, store.ValidateNamespace("guest/"+n), store.ErrInvalid, "namespace guest/%q", n)
+	}
+}
+
+// TestErrorNamesTheCharacterWritten: a refused character is reported as
+// the rune the caller wrote, never as the first byte of its UTF-8 encoding.
+func TestErrorNamesTheCharacterWritten(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"präfix-ñ", "contains 'ä'"},
+		{"ñame", "must start with a letter, digit or underscore, not 'ñ'"},
+		{"a☃b", "contains '☃'"},
+		{"a😀", "contains '😀'"},
+		{"a\u202eb", `contains '\u202e'`},
+		{"a\x00b", `contains '\x00'`},
+		{"a\xffb", `contains '\xff'`},
+		{"\xc3", `not '\xc3'`},
+		{"a ", "must not end with a space"},
+	} {
+		err := store.ValidateEntityName(c.in)
+		require.Error(t, err, "%q", c.in)
+		assert.Contains(t, err.Error(), c.want, "%q", c.in)
+		assert.NotContains(t, err.Error(), "Ã", "%q", c.in)
+		err = store.ValidateNamespace("guest/" + c.in)
+		require.Error(t, err, "%q", c.in)
+		assert.Contains(t, err.Error(), c.want, "namespace guest/%q", c.in)
+	}
+}
+
+// TestSubjectLengthCountsAsJava: OpenWhisk's Subject needs 5 characters of
+// a trimmed Java string (UTF-16 code units), not 5 bytes.
+func TestSubjectLengthCountsAsJava(t *testing.T) {
+	for s, n := range map[string]int{"abcde": 5, "ééé": 3, "ééééé": 5, "☃☃☃☃": 4, "😀😀": 4, "😀😀😀": 6, "  abc  ": 3, "abcd ": 4, " abcde ": 5, "": 0} {
+		assert.Equal(t, n, store.SubjectLength(s), "SubjectLength(%q)", s)
+	}
+	for _, ok := range []string{"abcde", "ééééé", "😀😀😀", " abcde", "guest-subject"} {
+		a := valid()
+		a.Subject = ok
+		assert.NoError(t, store.ValidateActivation(a), "subject %q", ok)
+	}
+	for _, bad := range []string{"ééé", "☃☃☃☃", "😀😀", "abcd ", "  abc  ", "abcd", ""} {
+		a := valid()
+		a.Subject = bad
+		var ie *store.InvalidError
+		require.ErrorAs(t, store.ValidateActivation(a), &ie, "subject %q", bad)
+		assert.Equal(t, "subject", ie.Field)
+		assert.Contains(t, ie.Reason, "shorter than 5")
 	}
 }
 
@@ -56,7 +136,9 @@ func TestValidateVersionAndName(t *testing.T) {
 	}
 	assert.NoError(t, store.ValidateName("pkg/action"))
 	assert.ErrorIs(t, store.ValidateName("a/b/c"), store.ErrInvalid)
-	assert.ErrorIs(t, store.ValidateName("_all_docs"), store.ErrInvalid)
+	assert.NoError(t, store.ValidateName("_all_docs"), "a leading underscore is a valid OpenWhisk name")
+	assert.NoError(t, store.ValidateName("_pkg/_util"))
+	assert.ErrorIs(t, store.ValidateName("pkg//x"), store.ErrInvalid)
 }
 
 func TestValidateActivationNamesTheField(t *testing.T) {
@@ -171,4 +253,54 @@ func TestSummaryAndClone(t *testing.T) {
 	assert.Nil(t, ts.Duration)
 	assert.Zero(t, ts.Response.StatusCode, "no status code in the summary of an activation without end")
 	assert.True(t, errors.Is(store.ConflictError("x"), store.ErrConflict))
+}
+
+func TestShownValueKeepsWholeCharacters(t *testing.T) {
+	long := strings.Repeat("a", 63) + strings.Repeat("ä", 20) + "?"
+	err := store.ValidateEntityName(long)
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), `\xc3`, "the shortened value ends at a rune boundary: %v", err)
+	assert.Contains(t, err.Error(), "contains 'ä'")
+}
+
+// decodeWith encodes a valid activation with the codec, swaps one member's
+// value, and decodes it again: OpenWhisk's reader checks, as the codec
+// applies them.
+func decodeWith(t *testing.T, member, value string) error {
+	t.Helper()
+	b, err := codec.MarshalActivation(valid())
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(b, &m))
+	m[member] = value
+	b, err = json.Marshal(m)
+	require.NoError(t, err)
+	_, err = codec.UnmarshalActivation(b)
+	return err
+}
+
+// TestValidationAgreesWithCodec: store and codec share one check for names
+// and one for the subject's length, so what the store accepts the codec
+// (and OpenWhisk) reads back, and what it refuses the codec refuses with
+// the same reason.
+func TestValidationAgreesWithCodec(t *testing.T) {
+	for _, n := range []string{"a", "_util", "_", "_ _", "a@b.c&d", "präfix-ñ", "a?b", "a ", " a", "-a", "a☃", strings.Repeat("a", 256), strings.Repeat("a", 257)} {
+		storeErr := store.ValidateEntityName(n)
+		codecErr := decodeWith(t, "name", n)
+		require.Equal(t, storeErr == nil, codecErr == nil, "name %q: store %v, codec %v", n, storeErr, codecErr)
+		if storeErr != nil {
+			var ie *store.InvalidError
+			require.ErrorAs(t, storeErr, &ie)
+			assert.Contains(t, codecErr.Error(), ie.Reason, "name %q", n)
+		}
+	}
+	// Subjects without control characters and under MaxSubjectLength,
+	// which only the store refuses.
+	for _, s := range []string{"abcde", "ééé", "ééééé", "😀😀", "😀😀😀", "abcd ", " abcde", "\u00a0abcd", "  abc  ", "guest-subject"} {
+		a := valid()
+		a.Subject = s
+		storeErr := store.ValidateActivation(a)
+		codecErr := decodeWith(t, "subject", s)
+		assert.Equal(t, storeErr == nil, codecErr == nil, "subject %q: store %v, codec %v", s, storeErr, codecErr)
+	}
 }

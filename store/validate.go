@@ -16,7 +16,8 @@ const (
 	MaxNamespaceLength = 512
 	// ActivationIDLength is the length of an activation id: a UUID without dashes.
 	ActivationIDLength = 32
-	// MinSubjectLength is OpenWhisk's Subject.MIN_LENGTH.
+	// MinSubjectLength is OpenWhisk's Subject.MIN_LENGTH, counted as
+	// SubjectLength counts.
 	MinSubjectLength = 5
 	// MaxSubjectLength bounds a subject.
 	MaxSubjectLength = 512
@@ -32,7 +33,7 @@ func ValidateActivation(a *Activation) error {
 	if err := ValidateNamespace(a.Namespace); err != nil {
 		return err
 	}
-	if err := validateEntityName("name", a.Name); err != nil {
+	if err := ValidateEntityName(a.Name); err != nil {
 		return err
 	}
 	if err := ValidateActivationID(a.ActivationID); err != nil {
@@ -81,9 +82,11 @@ func ValidateActivation(a *Activation) error {
 }
 
 // ValidateNamespace checks an OpenWhisk EntityPath ("guest", "guest/pkg"):
-// one or more entity names joined by "/". It rejects whatever could escape a
-// CouchDB document id or a URL path: a leading "_" ("_design/x"), "." and
-// ".." segments, empty segments, control characters and over-long values.
+// one or more entity names joined by "/", in the form OpenWhisk writes it
+// (no empty segments). The first segment must not start with "_": it begins
+// the CouchDB document id "<namespace>/<activationId>", and CouchDB reserves
+// ids starting with "_" (_design/x, _local/x). Later segments may, as in
+// OpenWhisk ("guest/_pkg").
 func ValidateNamespace(ns string) error {
 	const field = "namespace"
 	if ns == "" {
@@ -92,9 +95,12 @@ func ValidateNamespace(ns string) error {
 	if len(ns) > MaxNamespaceLength {
 		return invalid(field, ns, "is longer than "+itoa(MaxNamespaceLength)+" bytes")
 	}
+	if ns[0] == '_' {
+		return invalid(field, ns, "must not start with an underscore: CouchDB reserves document ids starting with _")
+	}
 	for seg := range strings.SplitSeq(ns, "/") {
-		if err := checkEntityName(seg); err != "" {
-			return invalid(field, ns, "segment "+err)
+		if reason := entityNameReason(seg); reason != "" {
+			return invalid(field, ns, "segment "+quoteShort(seg)+" "+reason)
 		}
 	}
 	return nil
@@ -112,9 +118,21 @@ func ValidateName(name string) error {
 		return invalid(field, name, "has more than two segments (want action or package/action)")
 	}
 	for _, seg := range segs {
-		if err := checkEntityName(seg); err != "" {
-			return invalid(field, name, "segment "+err)
+		if reason := entityNameReason(seg); reason != "" {
+			return invalid(field, name, "segment "+quoteShort(seg)+" "+reason)
 		}
+	}
+	return nil
+}
+
+// ValidateEntityName checks an action, trigger or package name with
+// OpenWhisk's EntityName rule \A([\w]|[\w][\w@ .&-]{0,254}[\w@.&-])\z, where
+// \w is ASCII [A-Za-z0-9_]. A leading underscore is valid ("_util", "_",
+// "_ _"): a name is never the start of a document id. The error names the
+// field "name" and, for a refused character, the character as written.
+func ValidateEntityName(name string) error {
+	if reason := entityNameReason(name); reason != "" {
+		return invalid("name", name, reason)
 	}
 	return nil
 }
@@ -169,22 +187,15 @@ func ValidateVersion(v string) error {
 	return nil
 }
 
-func validateEntityName(field, name string) error {
-	if err := checkEntityName(name); err != "" {
-		return invalid(field, name, err)
-	}
-	return nil
-}
-
 func validateSubject(s string) error {
 	const field = "subject"
 	switch {
-	case len(s) < MinSubjectLength:
-		return invalid(field, s, "is shorter than "+itoa(MinSubjectLength)+" characters")
-	case len(s) > MaxSubjectLength:
-		return invalid(field, s, "is longer than "+itoa(MaxSubjectLength)+" bytes")
 	case !utf8.ValidString(s):
 		return invalid(field, s, "is not valid UTF-8")
+	case SubjectLength(s) < MinSubjectLength:
+		return invalid(field, s, "is shorter than "+itoa(MinSubjectLength)+" characters (UTF-16 code units, leading and trailing spaces not counted)")
+	case len(s) > MaxSubjectLength:
+		return invalid(field, s, "is longer than "+itoa(MaxSubjectLength)+" bytes")
 	}
 	for _, r := range s {
 		if r < 0x20 || r == 0x7f {
@@ -192,6 +203,29 @@ func validateSubject(s string) error {
 		}
 	}
 	return nil
+}
+
+// SubjectLength is the length OpenWhisk's Subject reader measures: it trims
+// s as Java's String.trim does (code points up to U+0020 at either end) and
+// counts UTF-16 code units, so "ééééé" has 5 and a rune outside the Basic
+// Multilingual Plane counts 2. OpenWhisk refuses a subject shorter than
+// MinSubjectLength; so do this package and the codec. A byte that is not
+// valid UTF-8 counts 1.
+func SubjectLength(s string) int {
+	s = strings.TrimFunc(s, func(r rune) bool { return r <= ' ' })
+	return utf16Len(s)
+}
+
+func utf16Len(s string) int {
+	n := 0
+	for _, r := range s {
+		if r >= 0x10000 {
+			n += 2 // a surrogate pair
+		} else {
+			n++
+		}
+	}
+	return n
 }
 
 func validateID(field, id string) error {
@@ -207,44 +241,62 @@ func validateID(field, id string) error {
 	return nil
 }
 
-// checkEntityName applies OpenWhisk's EntityName rule
-// \A([\w]|[\w][\w@ .&-]{0,254}[\w@.&-])\z and additionally forbids a leading
-// underscore, which CouchDB reserves (_design, _local, _all_docs). It
-// returns the reason, or "" when the name is valid.
-func checkEntityName(s string) string {
-	switch {
-	case s == "":
+// entityNameReason applies OpenWhisk's EntityName rule. It returns why s
+// is refused, or "" when s is valid. Characters are reported as written:
+// runes, not bytes, and a byte that is not UTF-8 as \xNN.
+func entityNameReason(s string) string {
+	if s == "" {
 		return "is empty"
-	case len(s) > MaxNameLength:
-		return "is longer than " + itoa(MaxNameLength) + " characters"
-	case s[0] == '_':
-		return "must not start with an underscore (reserved by CouchDB)"
-	case !isWord(s[0]):
-		return "must start with a letter or digit"
 	}
-	last := s[len(s)-1]
-	if len(s) > 1 && !isWord(last) && last != '@' && last != '.' && last != '&' && last != '-' {
-		return "must not end with " + quoteByte(last)
+	first, _ := utf8.DecodeRuneInString(s)
+	if !isWord(first) {
+		return "must start with a letter, digit or underscore, not " + quoteRuneAt(s, 0)
 	}
-	for i := 1; i < len(s); i++ {
-		c := s[i]
-		if !isWord(c) && c != '@' && c != ' ' && c != '.' && c != '&' && c != '-' {
-			return "contains " + quoteByte(c) + " (allowed: letters, digits, _ @ . & - and inner spaces)"
+	for i, r := range s {
+		if i > 0 && !isWord(r) && r != '@' && r != ' ' && r != '.' && r != '&' && r != '-' {
+			return "contains " + quoteRuneAt(s, i) + " (allowed: letters, digits, _ @ . & - and inner spaces)"
 		}
+	}
+	if len(s) > MaxNameLength { // only ASCII is left: bytes are characters
+		return "is longer than " + itoa(MaxNameLength) + " characters"
+	}
+	if s[len(s)-1] == ' ' {
+		return "must not end with a space"
 	}
 	return ""
 }
 
-func isWord(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+// isWord reports whether r is in Java's default \w: ASCII letters, digits and "_".
+func isWord(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_'
 }
 
-func quoteByte(c byte) string {
-	if c < 0x20 || c >= 0x7f {
+// quoteRuneAt quotes the character that starts at byte i of s: the rune
+// when s holds valid UTF-8 there, the byte as \xNN otherwise.
+func quoteRuneAt(s string, i int) string {
+	r, size := utf8.DecodeRuneInString(s[i:])
+	if r == utf8.RuneError && size <= 1 {
 		const hex = "0123456789abcdef"
-		return `\x` + string(hex[c>>4]) + string(hex[c&0xf])
+		c := s[i]
+		return `'\x` + string(hex[c>>4]) + string(hex[c&0xf]) + `'`
 	}
-	return "'" + string(c) + "'"
+	return strconv.QuoteRune(r)
+}
+
+// quoteShort quotes a value for an error text, shortened as InvalidError.Value is.
+func quoteShort(s string) string { return strconv.Quote(shorten(s)) }
+
+// shorten cuts s to about maxShownValue bytes, at a rune boundary so that
+// the text never shows half a character.
+func shorten(s string) string {
+	if len(s) <= maxShownValue {
+		return s
+	}
+	cut := maxShownValue
+	for cut > maxShownValue-utf8.UTFMax && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

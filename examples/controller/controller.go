@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/go-whisk/activationstore/store"
@@ -162,16 +163,41 @@ func (c *Controller) Activation(ctx context.Context, namespace, id string, uc st
 	return c.store.Get(ctx, namespace, id, uc)
 }
 
-// Activations serves GET /namespaces/{ns}/activations: newest first, at most
-// 200, 30 by default, as OpenWhisk's query limits.
+// OpenWhisk's list limits (whisk.query-limit, applied by RestAPIs.scala).
+const (
+	// DefaultListLimit is the limit of a list request that names none.
+	DefaultListLimit = 30
+	// MaxListLimit is the largest limit, and the one that limit=0 asks for.
+	MaxListLimit = 200
+)
+
+// Activations serves GET /namespaces/{ns}/activations once its parameters
+// are read (ParseListRequest): newest first. q.Limit 0 stands for an absent
+// limit parameter and lists DefaultListLimit records; a limit above
+// MaxListLimit or a negative skip is a *BadRequestError, as OpenWhisk
+// answers 400 to them. (The parameter limit=0 means MaxListLimit; the parser
+// resolves it.)
 func (c *Controller) Activations(ctx context.Context, q store.Query, uc store.UserContext) ([]*store.Activation, error) {
 	switch {
 	case q.Limit == 0:
-		q.Limit = 30
-	case q.Limit > 200:
-		q.Limit = 200
+		q.Limit = DefaultListLimit
+	case q.Limit < 0 || q.Limit > MaxListLimit:
+		return nil, limitError(strconv.Itoa(q.Limit))
+	}
+	if q.Skip < 0 {
+		return nil, skipError(strconv.Itoa(q.Skip))
 	}
 	return c.store.List(ctx, q, uc)
+}
+
+// CountActivations serves GET /namespaces/{ns}/activations?count=true: the
+// number of matching records minus q.Skip; a negative skip is a
+// *BadRequestError.
+func (c *Controller) CountActivations(ctx context.Context, q store.Query, uc store.UserContext) (int, error) {
+	if q.Skip < 0 {
+		return 0, skipError(strconv.Itoa(q.Skip))
+	}
+	return c.store.Count(ctx, q, uc)
 }
 
 // NewActivationID returns a random activation id: a UUID without dashes.

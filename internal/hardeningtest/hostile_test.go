@@ -60,16 +60,19 @@ var hostileIDs = []string{
 	pad32(" "), pad32("-"), "0123456789abcdef-0123456789abcde",
 }
 
-// hostileNames are invalid as an activation's action name.
+// hostileNames are invalid as an activation's action name. ("_design" is
+// not: OpenWhisk's EntityName accepts a leading underscore, and a name never
+// begins a document id.)
 var hostileNames = []string{
-	"", "_design/x", "_design", "../x", "..", ".", "a/../../b", "x/y",
+	"", "_design/x", "../x", "..", ".", "a/../../b", "x/y",
 	"\x00", "a\nb", big, "hell\u043e", "a%2Fb", " x",
 }
 
 // hostileQueryNames are invalid as a query's name ("action" or "pkg/action").
+// ("_design/x" is not: package "_design", action "x", only a view key.)
 var hostileQueryNames = []string{
-	"_design/x", "../x", "a/../../b", "a/b/c", "pkg/", "/x", "pkg//x",
-	"\x00", "a\nb", big, "x%2F..%2Fy", "hell\u043e", "pkg/_design",
+	"../x", "a/../../b", "a/b/c", "pkg/", "/x", "pkg//x",
+	"\x00", "a\nb", big, "x%2F..%2Fy", "hell\u043e", "pkg/_design/x",
 }
 
 // rejection counts the hostile calls that were refused properly.

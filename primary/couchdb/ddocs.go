@@ -9,13 +9,17 @@ import (
 	"net/http"
 	"path"
 	"sort"
+	"strings"
 
 	"github.com/go-kivik/kivik/v4"
+
+	"github.com/go-whisk/activationstore/store"
 )
 
 // ddocFS holds OpenWhisk's design documents for the activations database,
-// verbatim from ansible/files/ at OpenWhisk master: whisks.v2.1.0,
-// whisks-filters.v2.1.1, activations (byDate) and logCleanup.
+// verbatim from ansible/files/ at OpenWhisk master: whisks.v2.1.0, both
+// filters views (whisks-filters.v2.1.0 and v2.1.1), activations (byDate)
+// and logCleanup.
 //
 //go:embed ddocs/*.json
 var ddocFS embed.FS
@@ -26,9 +30,10 @@ type designDoc struct {
 	Body json.RawMessage
 }
 
-// DesignDocs returns the ids of the design documents New installs.
+// DesignDocs returns the ids of the design documents New installs in a new
+// database with the default options: the filters view is whisks-filters.v2.1.1.
 func DesignDocs() []string {
-	docs, err := designDocs()
+	docs, err := designDocs(store.FilterViewV211)
 	if err != nil {
 		panic(err) // embedded at build time: cannot fail
 	}
@@ -39,7 +44,12 @@ func DesignDocs() []string {
 	return ids
 }
 
-func designDocs() ([]designDoc, error) {
+// filtersPrefix begins the id of every filters design document.
+const filtersPrefix = "_design/whisks-filters."
+
+// designDocs returns the embedded design documents, of the filters views
+// only the one of version view.
+func designDocs(view store.FilterView) ([]designDoc, error) {
 	names, err := fs.Glob(ddocFS, "ddocs/*.json")
 	if err != nil {
 		return nil, err
@@ -57,6 +67,9 @@ func designDocs() ([]designDoc, error) {
 		if err := json.Unmarshal(b, &head); err != nil || head.ID == "" {
 			return nil, fmt.Errorf("couchdb: embedded design document %s has no _id: %v", path.Base(name), err)
 		}
+		if strings.HasPrefix(head.ID, filtersPrefix) && head.ID != "_design/"+string(view) {
+			continue
+		}
 		docs = append(docs, designDoc{ID: head.ID, Body: b})
 	}
 	return docs, nil
@@ -68,7 +81,14 @@ func (s *Store) setup(ctx context.Context) error {
 	if err := s.ensureDB(ctx); err != nil {
 		return err
 	}
-	docs, err := designDocs()
+	if s.view == "" {
+		view, err := s.detectFilterView(ctx)
+		if err != nil {
+			return err
+		}
+		s.view = view
+	}
+	docs, err := designDocs(s.view)
 	if err != nil {
 		return err
 	}
@@ -78,6 +98,35 @@ func (s *Store) setup(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// detectFilterView returns the newest filters view the database holds, or
+// v2.1.1 when it holds none.
+func (s *Store) detectFilterView(ctx context.Context) (store.FilterView, error) {
+	for _, v := range []store.FilterView{store.FilterViewV211, store.FilterViewV210} {
+		ok, err := s.designDocExists(ctx, "_design/"+string(v))
+		if err != nil {
+			return "", err
+		}
+		if ok {
+			s.log.DebugContext(ctx, "couchdb: found filters view", "db", s.dbName, "view", string(v))
+			return v, nil
+		}
+	}
+	return store.FilterViewV211, nil
+}
+
+func (s *Store) designDocExists(ctx context.Context, id string) (bool, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	_, err := s.db.GetRev(ctx, id)
+	switch {
+	case err == nil:
+		return true, nil
+	case kivik.HTTPStatus(err) == http.StatusNotFound:
+		return false, nil
+	}
+	return false, s.classify(ctx, "look up design document", id, err)
 }
 
 func (s *Store) ensureDB(ctx context.Context) error {

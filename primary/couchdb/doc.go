@@ -5,9 +5,12 @@
 // Documents have OpenWhisk's id "<namespace>/<activationId>" and its
 // document form (WhiskActivation fields plus entityType "activation" and
 // updated). [New] creates the database and installs OpenWhisk's design
-// documents verbatim (whisks.v2.1.0, whisks-filters.v2.1.1, activations,
+// documents verbatim (whisks.v2.1.0, a filters view, activations,
 // logCleanup) when missing; List and Count query the same views with the
-// same key ranges as OpenWhisk's controller.
+// same key ranges as OpenWhisk's controller. The filters view, which
+// answers queries by action name, comes in two versions that differ for
+// activations made through a package binding: New uses the one the
+// database holds, or the one [WithFilterView] names.
 //
 // [Store.StoreBatch] writes many records in one _bulk_docs request, as
 // OpenWhisk's batching activation store does; a duplicate record fails alone

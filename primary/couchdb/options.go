@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/go-whisk/activationstore/store"
 )
 
 // Defaults of the options.
@@ -35,6 +37,7 @@ type config struct {
 	batchBytes  int
 	updateAfter bool
 	compress    bool
+	filterView  store.FilterView // "": detect
 	now         func() time.Time
 }
 
@@ -55,6 +58,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("couchdb: WithBatchLimits: maxDocs %d must be at least 1", c.batchDocs)
 	case c.batchBytes < 1:
 		return fmt.Errorf("couchdb: WithBatchLimits: maxBytes %d must be at least 1", c.batchBytes)
+	case c.filterView != "" && !c.filterView.Valid():
+		return fmt.Errorf("couchdb: WithFilterView(%q): unknown view (want store.FilterViewV210 or store.FilterViewV211)", string(c.filterView))
 	}
 	return nil
 }
@@ -102,6 +107,24 @@ func WithStaleUpdateAfter(on bool) Option {
 // records (logs) over slow links, at a CPU cost. Default: false.
 func WithRequestCompression(on bool) Option {
 	return func(cfg *config) { cfg.compress = on }
+}
+
+// WithFilterView sets the version of OpenWhisk's name-filter view that List
+// and Count query when the query names an action: store.FilterViewV211
+// (OpenWhisk master) or store.FilterViewV210 (deployments of the Kafka
+// activation store PR's era, and any that have not migrated). The versions
+// list activations made through a package binding under different names;
+// use the one the deployment's controllers query
+// (whisk.db.activations-filter-ddoc). New installs that design document when
+// it is missing.
+//
+// Default: detect. New uses whisks-filters.v2.1.1 when the database holds
+// it, else whisks-filters.v2.1.0 when the database holds that, else (a new
+// database) installs and uses v2.1.1. It never adds a second filters view
+// to a database that has one, which would make CouchDB index every
+// activation again. [Store.FilterView] reports the choice.
+func WithFilterView(v store.FilterView) Option {
+	return func(cfg *config) { cfg.filterView = v }
 }
 
 // withClock sets the source of the documents' "updated" time (tests).

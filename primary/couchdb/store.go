@@ -31,7 +31,9 @@ type Store struct {
 	raw    *chttp.Client
 	dbName string
 	cfg    config
-	log    *slog.Logger
+	// view is the filters view List and Count query, fixed by New.
+	view store.FilterView
+	log  *slog.Logger
 	// redact removes the credentials of the URL from error texts.
 	redact func(string) string
 	// transport is closed with the store when the store made it.
@@ -79,7 +81,7 @@ func New(ctx context.Context, rawURL, dbName string, opts ...Option) (*Store, er
 	}
 	dsn := strings.TrimSuffix(u.String(), "/")
 
-	s := &Store{dbName: dbName, cfg: cfg, redact: redact}
+	s := &Store{dbName: dbName, cfg: cfg, view: cfg.filterView, redact: redact}
 	s.log = cfg.logger
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -154,6 +156,11 @@ func (s *Store) Close() error {
 
 // DB is the name of the database.
 func (s *Store) DB() string { return s.dbName }
+
+// FilterView is the version of OpenWhisk's name-filter view that List and
+// Count query for a Query.Name (see [WithFilterView]). A memory primary
+// standing in for this store emulates it with memory.WithFilterView.
+func (s *Store) FilterView() store.FilterView { return s.view }
 
 func (s *Store) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	if s.cfg.timeout <= 0 {

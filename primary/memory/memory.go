@@ -6,14 +6,24 @@
 // (OpenWhisk's two activation views), so they cost O(log n + result) rather
 // than a scan of every record. Records are copied in and out: callers never
 // share memory with the store.
+//
+// Queries answer as OpenWhisk's CouchDB views do, record for record and in
+// the same order (a differential test in primary/couchdb pins this): keys
+// are [namespace, start] and [namespace/pathFilter, start], a start of the
+// zero time is epoch 0, a query without Since starts at epoch 0 (so records
+// that start before 1970 are listed only by a query whose Since reaches
+// them), and records with equal starts are ordered by document id. Which
+// activations a Query.Name selects depends on the version of the filters
+// view emulated; see [WithFilterView].
 package memory
 
 import (
 	"context"
-	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-whisk/activationstore/store"
 )
@@ -21,10 +31,27 @@ import (
 // Store is an in-memory store.Store and store.BatchStorer, safe for
 // concurrent use. The zero value is not usable; call New.
 type Store struct {
+	view   store.FilterView
 	mu     sync.RWMutex
 	docs   map[string]*store.Activation // by document id
 	byNS   map[string]*index            // namespace view
 	byName map[string]*index            // filters view: namespace/pathFilter
+}
+
+// Option configures a Store.
+type Option func(*config)
+
+type config struct {
+	view store.FilterView
+}
+
+// WithFilterView selects the version of OpenWhisk's name-filter view whose
+// keys Query.Name matches: store.FilterViewV211 (master) or
+// store.FilterViewV210 (deployments that have not migrated). Use the version
+// of the CouchDB database the store stands in for (couchdb.Store.FilterView).
+// Default: store.FilterViewV211.
+func WithFilterView(v store.FilterView) Option {
+	return func(c *config) { c.view = v }
 }
 
 var (
@@ -32,9 +59,19 @@ var (
 	_ store.BatchStorer = (*Store)(nil)
 )
 
-// New returns an empty store.
-func New() *Store {
+// New returns an empty store. It panics when an option is invalid (a
+// FilterView that is not one of the store package's constants): a
+// programming error, as with regexp.MustCompile.
+func New(opts ...Option) *Store {
+	cfg := config{view: store.FilterViewV211}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if !cfg.view.Valid() {
+		panic(fmt.Sprintf("memory: WithFilterView(%q): unknown view (want store.FilterViewV210 or store.FilterViewV211)", string(cfg.view)))
+	}
 	return &Store{
+		view:   cfg.view,
 		docs:   make(map[string]*store.Activation),
 		byNS:   make(map[string]*index),
 		byName: make(map[string]*index),
@@ -85,9 +122,9 @@ func (s *Store) insertLocked(a *store.Activation) (store.DocInfo, error) {
 		return store.DocInfo{}, store.ConflictError(id)
 	}
 	s.docs[id] = a
-	e := entry{start: a.Start.UnixMilli(), id: id}
+	e := entry{start: startKey(a.Start), id: id}
 	indexFor(s.byNS, a.Namespace).insert(e)
-	indexFor(s.byName, a.Namespace+"/"+filterPath(a)).insert(e)
+	indexFor(s.byName, a.Namespace+"/"+s.view.PathFilter(a)).insert(e)
 	return store.DocInfo{ID: id}, nil
 }
 
@@ -118,9 +155,9 @@ func (s *Store) Delete(ctx context.Context, namespace, activationID string, _ st
 		return store.NotFoundError(namespace, activationID)
 	}
 	delete(s.docs, id)
-	e := entry{start: a.Start.UnixMilli(), id: id}
+	e := entry{start: startKey(a.Start), id: id}
 	removeFrom(s.byNS, a.Namespace, e)
-	removeFrom(s.byName, a.Namespace+"/"+filterPath(a), e)
+	removeFrom(s.byName, a.Namespace+"/"+s.view.PathFilter(a), e)
 	return nil
 }
 
@@ -169,6 +206,9 @@ func (s *Store) Count(ctx context.Context, q store.Query, _ store.UserContext) (
 	return max(hi-lo-q.Skip, 0), nil
 }
 
+// FilterView is the version of the name-filter view the store emulates.
+func (s *Store) FilterView() store.FilterView { return s.view }
+
 // Len returns the number of records stored.
 func (s *Store) Len() int {
 	s.mu.RLock()
@@ -200,36 +240,13 @@ func validateQuery(ctx context.Context, q store.Query) error {
 	return store.ValidateQuery(q)
 }
 
-// filterPath is the name part of the filters view's key (whisks-filters
-// v2.1.1): the binding's package and the name when invoked through a binding,
-// the package and the name for a packaged action, the name otherwise.
-func filterPath(a *store.Activation) string {
-	if b, ok := stringAnnotation(a, "binding"); ok {
-		if _, pkg, found := strings.Cut(b, "/"); found {
-			pkg, _, _ = strings.Cut(pkg, "/")
-			return pkg + "/" + a.Name
-		}
-		// JavaScript's split("/")[1] of a value without "/" is undefined.
-		return "undefined/" + a.Name
+// startKey is the start a document carries, and so its view key: epoch
+// milliseconds, with the zero time written as 0.
+func startKey(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
 	}
-	if p, ok := stringAnnotation(a, "path"); ok {
-		if segs := strings.Split(p, "/"); len(segs) == 3 {
-			return segs[1] + "/" + a.Name
-		}
-	}
-	return a.Name
-}
-
-func stringAnnotation(a *store.Activation, key string) (string, bool) {
-	raw, ok := a.Annotation(key)
-	if !ok {
-		return "", false
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", false
-	}
-	return s, true
+	return t.UnixMilli()
 }
 
 // entry orders records as the views do: by start, then document id.
@@ -284,20 +301,25 @@ func removeFrom(m map[string]*index, key string, e entry) {
 	}
 }
 
-// window returns the half-open range [lo, hi) of entries whose start lies
-// in [q.Since, q.Upto], both inclusive.
+// window returns the half-open range [lo, hi) of entries in OpenWhisk's
+// key range [since, upto]: since is q.Since, or epoch 0 when unset (the
+// view's start key is [key, 0]); upto is q.Upto, or unbounded.
 func (ix *index) window(q store.Query) (lo, hi int) {
-	hi = len(ix.entries)
+	since := int64(0)
 	if !q.Since.IsZero() {
-		since := q.Since.UnixMilli()
-		lo, _ = slices.BinarySearchFunc(ix.entries, since, func(e entry, t int64) int {
-			return cmpInt(e.start, t)
-		})
+		since = q.Since.UnixMilli()
 	}
+	lo, _ = slices.BinarySearchFunc(ix.entries, since, func(e entry, t int64) int {
+		return cmpInt(e.start, t)
+	})
+	hi = len(ix.entries)
 	if !q.Upto.IsZero() {
 		upto := q.Upto.UnixMilli()
-		hi, _ = slices.BinarySearchFunc(ix.entries, upto+1, func(e entry, t int64) int {
-			return cmpInt(e.start, t)
+		hi, _ = slices.BinarySearchFunc(ix.entries, upto, func(e entry, t int64) int {
+			if e.start <= t {
+				return -1
+			}
+			return 1
 		})
 	}
 	return lo, max(hi, lo)

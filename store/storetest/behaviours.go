@@ -3,6 +3,8 @@ package storetest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -149,15 +151,90 @@ var behaviours = []behaviour{
 		assert.Equal(t, 1, e.count(store.Query{Name: "pkg/act"}))
 	}},
 	{"ListByBindingName", func(t *testing.T, e *env) {
-		// Invoked through a package binding (#4211): keyed by binding package/name.
+		// Invoked through a package binding (#4211): whisks-filters.v2.1.1
+		// keys it by binding package/name, v2.1.0 by its path.
 		a := e.simple("act", at(0))
 		a.Annotations = []store.Annotation{
 			{Key: "path", Value: json.RawMessage(`"whisk.system/utils/act"`)},
 			{Key: "binding", Value: json.RawMessage(`"` + e.ns + `/mybinding"`)},
 		}
 		e.store(a)
-		assert.Equal(t, []string{a.ActivationID}, ids(e.list(store.Query{Name: "mybinding/act"})))
-		assert.Empty(t, e.list(store.Query{Name: "utils/act"}))
+		bound, pathed := e.list(store.Query{Name: "mybinding/act"}), e.list(store.Query{Name: "utils/act"})
+		if e.view() == store.FilterViewV210 {
+			bound, pathed = pathed, bound
+		}
+		assert.Equal(t, []string{a.ActivationID}, ids(bound))
+		assert.Empty(t, pathed)
+	}},
+	{"BindingAnnotationShapes", func(t *testing.T, e *env) {
+		// As the view's JavaScript: a binding that is null or "" is falsy
+		// and the path decides; one that is not a string makes split throw,
+		// and the view's catch lists the bare name.
+		shapes := map[string]string{`null`: "pkg/act", `""`: "pkg/act", `0`: "pkg/act", `false`: "pkg/act",
+			`42`: "act", `true`: "act", `{}`: "act", `[]`: "act", `"` + e.ns + `"`: "undefined/act", `"x/bnd"`: "bnd/act"}
+		want := map[string][]string{}
+		for i, name := range []string{`null`, `""`, `0`, `false`, `42`, `true`, `{}`, `[]`, `"` + e.ns + `"`, `"x/bnd"`} {
+			a := e.simple("act", at(i))
+			a.Annotations = []store.Annotation{
+				{Key: "path", Value: json.RawMessage(`"` + e.ns + `/pkg/act"`)},
+				{Key: "binding", Value: json.RawMessage(name)},
+			}
+			e.store(a)
+			key := shapes[name]
+			if e.view() == store.FilterViewV210 {
+				key = "pkg/act" // v2.1.0 reads the path only
+			}
+			want[key] = append([]string{a.ActivationID}, want[key]...)
+		}
+		for _, name := range []string{"pkg/act", "act", "undefined/act", "bnd/act"} {
+			assert.Equal(t, want[name], ids(e.list(store.Query{Name: name})), "Name %q", name)
+			assert.Equal(t, len(want[name]), e.count(store.Query{Name: name}), "Name %q", name)
+		}
+	}},
+	{"LeadingUnderscoreNamesAccepted", func(t *testing.T, e *env) {
+		// OpenWhisk's EntityName accepts "_util", "_", "_ _"; only the
+		// namespace's first segment, which begins the document id, may not
+		// start with "_".
+		plain := e.simple("_util", at(0))
+		packaged := e.simple("_util", at(1))
+		packaged.Annotations = []store.Annotation{{Key: "path", Value: json.RawMessage(`"` + e.ns + `/_pkg/_util"`)}}
+		bare := e.simple("_", at(2))
+		spaced := e.simple("_ _", at(3))
+		sub := e.simple("_util", at(4))
+		sub.Namespace = e.ns + "/_sub"
+		for _, a := range []*store.Activation{plain, packaged, bare, spaced, sub} {
+			e.store(a)
+			got, err := e.s.Get(e.ctx(), a.Namespace, a.ActivationID, store.UserContext{})
+			require.NoError(t, err, "Get(%s)", a.DocID())
+			requireSame(t, a, got)
+		}
+		assert.Equal(t, []string{plain.ActivationID}, ids(e.list(store.Query{Name: "_util"})))
+		assert.Equal(t, []string{packaged.ActivationID}, ids(e.list(store.Query{Name: "_pkg/_util", IncludeDocs: true})))
+		assert.Equal(t, []string{bare.ActivationID}, ids(e.list(store.Query{Name: "_"})))
+		assert.Equal(t, []string{spaced.ActivationID}, ids(e.list(store.Query{Name: "_ _"})))
+		assert.Equal(t, 1, e.count(store.Query{Name: "_pkg/_util"}))
+		assert.Equal(t, 4, e.count(store.Query{}))
+		assert.Equal(t, []string{sub.ActivationID}, ids(e.list(store.Query{Namespace: sub.Namespace})))
+		assert.Equal(t, 1, e.count(store.Query{Namespace: sub.Namespace, Name: "_util"}))
+		require.NoError(t, e.s.Delete(e.ctx(), sub.Namespace, sub.ActivationID, store.UserContext{}))
+		assert.Equal(t, 0, e.count(store.Query{Namespace: sub.Namespace}))
+	}},
+	{"LeadingUnderscoreNamespaceRefused", func(t *testing.T, e *env) {
+		// The other side of the line: a document id may not start with "_".
+		ctx := e.ctx()
+		for _, ns := range []string{"_" + e.ns, "_", "_design", "_users/x", "_ _/pkg"} {
+			a := e.simple("act", at(0))
+			a.Namespace = ns
+			_, err := e.s.Store(ctx, a, store.UserContext{})
+			requireInvalid(t, err, "namespace")
+			_, err = e.s.Get(ctx, ns, a.ActivationID, store.UserContext{})
+			requireInvalid(t, err, "namespace")
+			requireInvalid(t, e.s.Delete(ctx, ns, a.ActivationID, store.UserContext{}), "namespace")
+			_, err = e.s.List(ctx, store.Query{Namespace: ns}, store.UserContext{})
+			requireInvalid(t, err, "namespace")
+			_, err = e.s.Count(ctx, store.Query{Namespace: ns, Name: "act"}, store.UserContext{})
+			requireInvalid(t, err, "namespace")
+		}
 	}},
 	{"CountNamespace", func(t *testing.T, e *env) {
 		e.series("a", 0, 4)
@@ -186,6 +263,84 @@ var behaviours = []behaviour{
 		assert.Equal(t, newestFirst(as[1:5]), ids(e.list(q)))
 		assert.Equal(t, 4, e.count(q))
 		assert.Empty(t, e.list(store.Query{Since: at(100), Upto: at(200)}))
+	}},
+	{"StartsBefore1970", func(t *testing.T, e *env) {
+		// OpenWhisk's range starts at [key, 0] without since: records that
+		// start before 1970 are listed only when Since reaches them. A
+		// start of the zero time is written as epoch 0.
+		before := e.simple("old", time.UnixMilli(-5000))
+		zero := e.simple("old", time.Time{})
+		epoch := e.simple("old", time.UnixMilli(0))
+		after := e.simple("old", time.UnixMilli(7))
+		for _, a := range []*store.Activation{before, zero, epoch, after} {
+			e.store(a)
+		}
+		tied := newestFirst(sortedByID(zero, epoch))
+		for _, name := range []string{"", "old"} {
+			assert.Equal(t, append([]string{after.ActivationID}, tied...), ids(e.list(store.Query{Name: name})), "no Since, Name %q", name)
+			assert.Equal(t, 3, e.count(store.Query{Name: name}))
+			since := store.Query{Name: name, Since: time.UnixMilli(-5000)}
+			assert.Equal(t, append(append([]string{after.ActivationID}, tied...), before.ActivationID), ids(e.list(since)))
+			assert.Equal(t, 4, e.count(since))
+			assert.Equal(t, 3, e.count(store.Query{Name: name, Since: time.UnixMilli(-4999)}))
+			assert.Equal(t, tied, ids(e.list(store.Query{Name: name, Upto: time.UnixMilli(0)})))
+		}
+		got := e.get(zero.ActivationID)
+		assert.Equal(t, int64(0), timeMs(got.Start), "a zero start reads back as epoch 0")
+	}},
+	{"EmptyRanges", func(t *testing.T, e *env) {
+		e.store(e.simple("r", time.UnixMilli(-100)))
+		e.store(e.simple("r", at(0)))
+		for _, q := range []store.Query{
+			{Upto: time.UnixMilli(-1)},                                   // before the default start, epoch 0
+			{Since: at(1), Upto: at(0)},                                  // inverted
+			{Name: "r", Since: at(0).Add(time.Millisecond), Upto: at(0)}, // inverted by 1 ms
+			{Since: time.UnixMilli(-50), Upto: time.UnixMilli(-60)},
+		} {
+			assert.Empty(t, e.list(q), "%+v", q)
+			assert.Equal(t, 0, e.count(q), "%+v", q)
+		}
+		assert.Len(t, e.list(store.Query{Name: "r", Since: at(0), Upto: at(0)}), 1, "since = upto is one instant")
+	}},
+	{"EqualStartsOrderedByDocumentID", func(t *testing.T, e *env) {
+		// CouchDB orders equal view keys by document id, so do all stores:
+		// pages of records with one start neither repeat nor skip any.
+		const n = 9
+		as := make([]*store.Activation, n)
+		for i := range as {
+			as[i] = e.simple("tie", at(1))
+			// Stored in an order that is neither the ids' nor its reverse.
+			as[i].ActivationID = fmt.Sprintf("%02x%030x", (i*5)%n, idSeq.Add(1))
+		}
+		for _, a := range as {
+			e.store(a)
+		}
+		e.store(e.simple("tie", at(0)))
+		want := newestFirst(sortedByID(as...))
+		for _, name := range []string{"", "tie"} {
+			got := ids(e.list(store.Query{Name: name, Since: at(1), IncludeDocs: name == ""}))
+			assert.Equal(t, want, got, "Name %q", name)
+			var pages []string
+			for skip := 0; skip < n; skip += 4 {
+				pages = append(pages, ids(e.list(store.Query{Name: name, Since: at(1), Skip: skip, Limit: 4}))...)
+			}
+			assert.Equal(t, want, pages, "pages, Name %q", name)
+		}
+	}},
+	{"HugeSkipAndLimit", func(t *testing.T, e *env) {
+		// Caller input never sizes an allocation: any non-negative limit
+		// is valid, and one beyond the records means all of them.
+		as := e.series("h", 0, 3)
+		const huge = math.MaxInt >> 3 // 1<<60 on 64-bit platforms
+		for _, limit := range []int{huge, 2e8, 1<<28 + 1, math.MaxInt} {
+			assert.Equal(t, newestFirst(as), ids(e.list(store.Query{Limit: limit})), "limit %d", limit)
+			assert.Equal(t, newestFirst(as[:2]), ids(e.list(store.Query{Name: "h", Skip: 1, Limit: limit, IncludeDocs: true})), "limit %d", limit)
+		}
+		for _, skip := range []int{huge, 2e8, math.MaxInt} {
+			assert.Empty(t, e.list(store.Query{Skip: skip}), "skip %d", skip)
+			assert.Empty(t, e.list(store.Query{Skip: skip, Limit: huge}), "skip %d", skip)
+			assert.Equal(t, 0, e.count(store.Query{Skip: skip}), "skip %d", skip)
+		}
 	}},
 	{"SkipDropsNewest", func(t *testing.T, e *env) {
 		as := e.series("k", 0, 5)
@@ -298,13 +453,17 @@ var behaviours = []behaviour{
 			{"namespace", func(a *store.Activation) { a.Namespace = "a\x00b" }},
 			{"namespace", func(a *store.Activation) { a.Namespace = strings.Repeat("n", 10_000) }},
 			{"namespace", func(a *store.Activation) { a.Namespace = "" }},
-			{"name", func(a *store.Activation) { a.Name = "_all_docs" }},
+			{"name", func(a *store.Activation) { a.Name = "a?b" }},
+			{"name", func(a *store.Activation) { a.Name = "trailing " }},
+			{"name", func(a *store.Activation) { a.Name = "präfix-ñ" }},
 			{"name", func(a *store.Activation) { a.Name = "a/b" }},
 			{"name", func(a *store.Activation) { a.Name = strings.Repeat("n", 10_000) }},
 			{"activationId", func(a *store.Activation) { a.ActivationID = "not-hex-not-hex-not-hex-not-hex!" }},
 			{"activationId", func(a *store.Activation) { a.ActivationID = strings.ToUpper(newID()) }},
 			{"activationId", func(a *store.Activation) { a.ActivationID = "abc" }},
 			{"subject", func(a *store.Activation) { a.Subject = "abc" }},
+			{"subject", func(a *store.Activation) { a.Subject = "ééé" }},   // 6 bytes, 3 characters
+			{"subject", func(a *store.Activation) { a.Subject = "abcd " }}, // OpenWhisk trims
 			{"cause", func(a *store.Activation) { a.Cause = "../../x" }},
 			{"version", func(a *store.Activation) { a.Version = "0.0.0" }},
 			{"version", func(a *store.Activation) { a.Version = "one" }},

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -179,6 +180,30 @@ func (e *env) series(name string, first, n int) []*store.Activation {
 		e.store(out[i])
 	}
 	return out
+}
+
+// view is the filters view version the store answers Query.Name with:
+// its FilterView method's answer, else OpenWhisk master's v2.1.1.
+func (e *env) view() store.FilterView {
+	if v, ok := e.s.(interface{ FilterView() store.FilterView }); ok {
+		return v.FilterView()
+	}
+	return store.FilterViewV211
+}
+
+// sortedByID returns as ordered by document id, oldest first among equal starts.
+func sortedByID(as ...*store.Activation) []*store.Activation {
+	out := slices.Clone(as)
+	slices.SortFunc(out, func(a, b *store.Activation) int { return strings.Compare(a.DocID(), b.DocID()) })
+	return out
+}
+
+// timeMs is t in epoch milliseconds, the zero time being 0.
+func timeMs(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
 }
 
 // ids returns the activation ids of as, in order.
