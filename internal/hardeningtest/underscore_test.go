@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/go-whisk/activationstore/codec"
+	"github.com/go-whisk/activationstore/internal/activationtest"
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/kafkastore"
@@ -25,10 +26,10 @@ func TestPersisterKeepsUnderscoreNames(t *testing.T) {
 	}
 	defer couch.Close()
 
-	util := validActivation("guest")
+	util := activationtest.New("guest")
 	util.Name = "_util"
 	util.Annotations = append(util.Annotations, store.Annotation{Key: "path", Value: json.RawMessage(`"guest/_pkg/_util"`)})
-	bare := validActivation("guest/_sub")
+	bare := activationtest.New("guest/_sub")
 	bare.Name = "_"
 	var values [][]byte
 	for _, a := range []*store.Activation{util, bare} {
