@@ -27,7 +27,7 @@ func valid() *store.Activation {
 
 func TestValidateNamespace(t *testing.T) {
 	for _, ok := range []string{"guest", "guest/pkg", "whisk.system", "a", "a b", "user@example.com", "a-b&c", strings.Repeat("n", 256),
-		"guest/_x", "guest/_", "guest/_ _", "a_", "0/_util"} {
+		"guest/_x", "guest/_", "guest/_ _", "a_", "0/_util", strings.Repeat("n", 256) + "/" + strings.Repeat("p", 256)} {
 		assert.NoError(t, store.ValidateNamespace(ok), "%q is a valid EntityPath", ok)
 	}
 	for _, bad := range []string{"", "_design", "_design/x", "_", "_guest", "_ _/x", "../x", "a/../../b", "a/./b", ".", "a//b", "/a", "a/",
@@ -294,9 +294,9 @@ func TestValidationAgreesWithCodec(t *testing.T) {
 			assert.Contains(t, codecErr.Error(), ie.Reason, "name %q", n)
 		}
 	}
-	// Subjects without control characters and under MaxSubjectLength,
-	// which only the store refuses.
-	for _, s := range []string{"abcde", "ééé", "ééééé", "😀😀", "😀😀😀", "abcd ", " abcde", "\u00a0abcd", "  abc  ", "guest-subject"} {
+	// Subjects: the same verdicts, control characters and length included.
+	for _, s := range []string{"abcde", "ééé", "ééééé", "😀😀", "😀😀😀", "abcd ", " abcde", "\u00a0abcd", "  abc  ", "guest-subject",
+		"ab\tcde", "abcd\x01", strings.Repeat("s", 2000)} {
 		a := valid()
 		a.Subject = s
 		storeErr := store.ValidateActivation(a)

@@ -11,16 +11,15 @@ import (
 const (
 	// MaxNameLength is OpenWhisk's EntityName limit, per path segment.
 	MaxNameLength = 256
-	// MaxNamespaceLength bounds a whole namespace path, keeping document ids
-	// well inside what CouchDB and Kafka headers carry.
-	MaxNamespaceLength = 512
+	// MaxNamespaceLength bounds a whole namespace path: an activation's
+	// namespace is a namespace or a namespace and a package, each an
+	// EntityName (ASCII, so bytes are characters).
+	MaxNamespaceLength = 2*MaxNameLength + 1
 	// ActivationIDLength is the length of an activation id: a UUID without dashes.
 	ActivationIDLength = 32
 	// MinSubjectLength is OpenWhisk's Subject.MIN_LENGTH, counted as
 	// SubjectLength counts.
 	MinSubjectLength = 5
-	// MaxSubjectLength bounds a subject.
-	MaxSubjectLength = 512
 )
 
 // ValidateActivation checks every field a store relies on and every rule of
@@ -194,14 +193,9 @@ func validateSubject(s string) error {
 		return invalid(field, s, "is not valid UTF-8")
 	case SubjectLength(s) < MinSubjectLength:
 		return invalid(field, s, "is shorter than "+itoa(MinSubjectLength)+" characters (UTF-16 code units, leading and trailing spaces not counted)")
-	case len(s) > MaxSubjectLength:
-		return invalid(field, s, "is longer than "+itoa(MaxSubjectLength)+" bytes")
 	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
-			return invalid(field, s, "contains a control character")
-		}
-	}
+	// Nothing stricter: OpenWhisk's Subject takes any string of that
+	// length, and JSON carries control characters escaped.
 	return nil
 }
 
