@@ -147,8 +147,13 @@ func TestRebalanceUnderLoadLosesNothing(t *testing.T) {
 	if !tally.OK() || tally.Present != n {
 		t.Errorf("database %s: %v; want all %d present once", db, tally, n)
 	}
-	if persisted != int64(n) {
-		t.Errorf("sum of Persisted over the members = %d, want %d: each document is created exactly once", persisted, n)
+	// Each document is created once, so no more than n creations are
+	// counted. Fewer can be: a write that CouchDB applied while its member
+	// was abandoning it (rebalance, drain timeout) is counted nowhere, and
+	// the next owner finds it as a conflict. Between them, every record.
+	if persisted > int64(n) || persisted+conflicts < int64(n) {
+		t.Errorf("over the members Persisted = %d and Conflicts = %d; want Persisted <= %d <= Persisted+Conflicts",
+			persisted, conflicts, n)
 	}
 	if bStats.Persisted == 0 || d.p.Stats().Persisted+d.p.Stats().Conflicts == 0 {
 		t.Errorf("the stopped member (%d) or the new one (%d) did no work: the rebalances did not happen under load",
