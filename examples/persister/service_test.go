@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -94,12 +92,4 @@ func TestServiceEndpointsAndGracefulStop(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(line), &rec), "every log line is JSON: %s", line)
 		assert.NotContains(t, line, "secret", "no credential in logs")
 	}
-}
-
-func TestServiceRejectsMissingSettings(t *testing.T) {
-	cmd := exec.Command(servicetest.Build(t, true))
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	out, err := cmd.CombinedOutput()
-	require.Error(t, err, "the service must not start without brokers")
-	assert.Contains(t, string(out), "PERSISTER_BROKERS")
 }
