@@ -20,9 +20,10 @@
 //
 // A bad flag or variable, or a missing -brokers or -couchdb, stops the
 // service at once with a non-zero exit. Unreachable servers do not: the
-// service starts its HTTP endpoints, then waits for CouchDB and for Kafka,
-// retrying with backoff (500 ms doubling to 15 s) and logging each failed
-// attempt as a warning, so that it can start before them.
+// service starts its HTTP endpoints, then waits for CouchDB (backoff from
+// 500 ms doubling to 15 s) and for Kafka (the persister's retry backoff),
+// logging each failed attempt as a warning, so that it can start before
+// them.
 //
 // Endpoints: GET /ping answers "pong" while the process runs, waiting
 // included; GET /ready answers 200 once CouchDB has answered and the

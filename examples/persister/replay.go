@@ -436,9 +436,9 @@ func (r *replayer) total() int {
 func (r *replayer) report(w io.Writer, ranges []partitionRange) {
 	parts := make([]string, len(ranges))
 	for i, pr := range ranges {
-		parts[i] = fmt.Sprintf("%d [%d, %d)", pr.partition, pr.start, pr.end)
+		parts[i] = fmt.Sprintf("partition %d offsets [%d, %d)", pr.partition, pr.start, pr.end)
 	}
-	fmt.Fprintf(w, "dead-letter topic %s: read %d records (partition [offsets): %s)\n", r.rs.deadLetter, r.read, strings.Join(parts, ", "))
+	fmt.Fprintf(w, "dead-letter topic %s: read %d records (%s)\n", r.rs.deadLetter, r.read, strings.Join(parts, ", "))
 	fmt.Fprintf(w, "selected %d records\n", r.total())
 	if len(r.selected) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
