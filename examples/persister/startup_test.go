@@ -234,8 +234,9 @@ func hostOf(t *testing.T, raw string) string {
 	return u.Host
 }
 
-// publish writes n result messages of new activations of namespace guest.
-func publish(ctx context.Context, t *testing.T, addr, topic string, n int) {
+// publish writes n result messages of new activations of namespace guest,
+// with headers.
+func publish(ctx context.Context, t *testing.T, addr, topic string, n int, headers ...kafka.Header) {
 	t.Helper()
 	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, BatchTimeout: time.Millisecond, RequiredAcks: kafka.RequireAll}
 	defer w.Close()
@@ -243,7 +244,7 @@ func publish(ctx context.Context, t *testing.T, addr, topic string, n int) {
 	for i := range msgs {
 		v, err := codec.MarshalResultMessage(codec.TransactionID{ID: "sid_test", Start: time.Now()}, activationtest.New("guest"))
 		require.NoError(t, err)
-		msgs[i] = kafka.Message{Key: []byte(fmt.Sprint(i)), Value: v}
+		msgs[i] = kafka.Message{Key: []byte(fmt.Sprint(i)), Value: v, Headers: headers}
 	}
 	require.NoError(t, w.WriteMessages(ctx, msgs...))
 }

@@ -123,22 +123,30 @@ func TestBulkDocs(t *testing.T) {
 // "refuse".
 const refuseMarked = `{"validate_doc_update": "function (doc) { if (doc.refuse) { throw({forbidden: 'refused by test'}); } }"}`
 
-func TestWithValidationRunsValidateDocUpdate(t *testing.T) {
-	ctx := ctxT(t)
-	s, err := Start(ctx, WithValidation())
+// refusingDB starts a server of its own with opts and returns its URL and
+// a database "v" in which refuseMarked is installed.
+func refusingDB(ctx context.Context, t *testing.T, opts ...Option) string {
+	t.Helper()
+	s, err := Start(ctx, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(s.Close)
 	if err := CreateDB(ctx, s.URL(), "v"); err != nil {
 		t.Fatal(err)
 	}
 	if status, body, err := Do(ctx, http.MethodPut, s.URL(), "/v/_design/refuse", []byte(refuseMarked)); err != nil || status != http.StatusCreated {
 		t.Fatalf("install the validation function: %d %s %v", status, body, err)
 	}
+	return s.URL()
+}
+
+func TestWithValidationRunsValidateDocUpdate(t *testing.T) {
+	ctx := ctxT(t)
+	base := refusingDB(ctx, t, WithValidation())
 	// As CouchDB: _bulk_docs answers 201, one result per document in the
 	// order of the request, the refused one with its error.
-	status, body, err := Do(ctx, http.MethodPost, s.URL(), "/v/_bulk_docs",
+	status, body, err := Do(ctx, http.MethodPost, base, "/v/_bulk_docs",
 		[]byte(`{"docs":[{"_id":"a"},{"_id":"b","refuse":true},{"_id":"c"}]}`))
 	if err != nil || status != http.StatusCreated {
 		t.Fatalf("_bulk_docs: %d %s %v", status, body, err)
@@ -151,28 +159,15 @@ func TestWithValidationRunsValidateDocUpdate(t *testing.T) {
 	if fmt.Sprint(results) != fmt.Sprint(want) {
 		t.Errorf("_bulk_docs results %+v, want %+v (request order)", results, want)
 	}
-	if status, body, _ := Do(ctx, http.MethodPut, s.URL(), "/v/d", []byte(`{"refuse":true}`)); status != http.StatusForbidden {
+	if status, body, _ := Do(ctx, http.MethodPut, base, "/v/d", []byte(`{"refuse":true}`)); status != http.StatusForbidden {
 		t.Errorf("PUT of a refused document: %d %s, want 403", status, body)
 	}
 }
 
 func TestWithoutValidationDocumentsPass(t *testing.T) {
-	if os.Getenv(EnvURL) != "" {
-		t.Log("COUCHDB_URL is set; testing the bundled server anyway")
-	}
 	ctx := ctxT(t)
-	s, err := Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := CreateDB(ctx, s.URL(), "v"); err != nil {
-		t.Fatal(err)
-	}
-	if status, body, err := Do(ctx, http.MethodPut, s.URL(), "/v/_design/refuse", []byte(refuseMarked)); err != nil || status != http.StatusCreated {
-		t.Fatalf("install the validation function: %d %s %v", status, body, err)
-	}
-	if err := BulkDocs(ctx, s.URL(), "v", [][]byte{[]byte(`{"_id":"a","refuse":true}`)}); err != nil {
+	base := refusingDB(ctx, t)
+	if err := BulkDocs(ctx, base, "v", [][]byte{[]byte(`{"_id":"a","refuse":true}`)}); err != nil {
 		t.Errorf("without WithValidation, validate_doc_update is not run: %v", err)
 	}
 }
