@@ -18,12 +18,46 @@
 //	-listen             PERSISTER_LISTEN             HTTP address for /ping, /ready, /metrics (:8080)
 //	-log-level          PERSISTER_LOG_LEVEL          debug, info, warn or error (info)
 //
-// Endpoints: GET /ping answers "pong" while the process runs; GET /ready
-// answers 200 once the persister has joined its group and CouchDB answers,
-// 503 otherwise; GET /metrics serves Prometheus metrics (lag per partition,
-// persisted, conflicts, retries, dead-lettered, batch latency). Logs are JSON
-// on standard error. SIGTERM or SIGINT stops consuming, lets the in-flight
-// batch finish without committing anything unpersisted, and exits 0.
+// A bad flag or variable, or a missing -brokers or -couchdb, stops the
+// service at once with a non-zero exit. Unreachable servers do not: the
+// service starts its HTTP endpoints, then waits for CouchDB (backoff from
+// 500 ms doubling to 15 s) and for Kafka (the persister's retry backoff),
+// logging each failed attempt as a warning, so that it can start before
+// them.
+//
+// Endpoints: GET /ping answers "pong" while the process runs, waiting
+// included; GET /ready answers 200 once CouchDB has answered and the
+// persister has joined its consumer group, and while the database still
+// answers, 503 otherwise; GET /metrics serves Prometheus metrics (lag per
+// partition, persisted, conflicts, retries, dead-lettered, batch latency).
+// Logs are JSON on standard error. SIGTERM or SIGINT stops consuming, lets
+// the in-flight batch finish without committing anything unpersisted, and
+// exits 0; during the wait for the servers it exits 0 at once.
+//
+// # Replaying dead letters
+//
+//	persister replay-dead-letters [flags]
+//
+// copies records from the dead-letter topic back to the topic each came
+// from (its dead-letter-source-topic header), or to the topic named by -to,
+// with its original key and headers (the dead-letter headers dropped). It
+// reads the dead-letter topic directly, in no consumer group, from the
+// offsets or times given up to the end offsets it sees at start, and
+// publishes with acks=all. Once the cause is fixed, the persister stores
+// the copies; an activation already stored is a conflict, so replaying
+// twice is harmless. -dry-run prints what would be copied, by reason and
+// source topic, and copies nothing. It exits non-zero when a record could
+// not be published, saying how many were copied. Flags (-brokers and
+// -dead-letter-topic also from the environment, as above):
+//
+//	-brokers            Kafka bootstrap brokers (required)
+//	-dead-letter-topic  the topic to read (activations-dead-letter)
+//	-to                 publish every record to this topic (default: its source topic)
+//	-from-offset        first offset to copy: N for every partition, or P=N,P=N (default: the oldest)
+//	-to-offset          stop before this offset: N, or P=N,P=N (default: the end at start)
+//	-since, -until      only records dead-lettered in [since, until), RFC 3339
+//	-reason             only records of this reason: invalid or malformed (default: both)
+//	-dry-run            count, copy nothing
 package main
 
 import (
@@ -33,13 +67,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"regexp"
-	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -49,15 +85,29 @@ import (
 
 	"github.com/go-whisk/activationstore/kafkastore"
 	"github.com/go-whisk/activationstore/primary/couchdb"
+	"github.com/go-whisk/activationstore/store"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+		// The flag package printed the usage, as asked.
+	default:
 		fmt.Fprintln(os.Stderr, "persister:", err)
 		os.Exit(1)
 	}
+}
+
+// run runs the service, or the command args name.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == replayCommand {
+		return replay(ctx, args[1:], getenv, stdout, stderr)
+	}
+	return serve(ctx, args, getenv, stderr)
 }
 
 type settings struct {
@@ -69,50 +119,54 @@ type settings struct {
 	batchWait, session, heartbeat     time.Duration
 }
 
+// parseFlags parses args into fs after setting each flag named in envs
+// from its environment variable, so that flags win and a malformed
+// variable is an error, as a malformed flag is.
+func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string, envs map[string]string) error {
+	for name, env := range envs {
+		v := getenv(env)
+		if v == "" {
+			continue
+		}
+		if err := fs.Set(name, v); err != nil { // only numbers and durations fail: no secret shown
+			return fmt.Errorf("%s=%q: %w", env, v, err)
+		}
+	}
+	return fs.Parse(args)
+}
+
 func parse(args []string, getenv func(string) string, stderr io.Writer) (*settings, error) {
 	fs := flag.NewFlagSet("persister", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	env := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
-	envInt := func(name string, def int64) int64 {
-		if v := getenv(name); v != "" {
-			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-				return n
-			}
-		}
-		return def
-	}
-	envDuration := func(name string, def time.Duration) time.Duration {
-		if v := getenv(name); v != "" {
-			if d, err := time.ParseDuration(v); err == nil {
-				return d
-			}
-		}
-		return def
-	}
 	s := &settings{}
-	fs.StringVar(&s.brokers, "brokers", env("PERSISTER_BROKERS", ""), "Kafka bootstrap brokers, comma-separated [PERSISTER_BROKERS]")
-	fs.StringVar(&s.couchURL, "couchdb", env("COUCHDB_URL", ""), "CouchDB URL, credentials included [COUCHDB_URL]")
-	fs.StringVar(&s.db, "db", env("COUCHDB_DB", "whisk_local_activations"), "activations database [COUCHDB_DB]")
-	fs.StringVar(&s.groupID, "group-id", env("PERSISTER_GROUP_ID", "activation-persister"), "consumer group [PERSISTER_GROUP_ID]")
-	fs.StringVar(&s.clientID, "client-id", env("PERSISTER_CLIENT_ID", ""), "Kafka client id, distinct per instance (default persister-<host>-<pid>-…) [PERSISTER_CLIENT_ID]")
-	fs.StringVar(&s.topicPattern, "topic-pattern", env("PERSISTER_TOPIC_PATTERN", "^completed.*"), "topics to follow [PERSISTER_TOPIC_PATTERN]")
-	fs.IntVar(&s.batchSize, "batch-size", int(envInt("PERSISTER_BATCH_SIZE", 500)), "records per database write [PERSISTER_BATCH_SIZE]")
-	fs.StringVar(&s.deadLetterTopic, "dead-letter-topic", env("PERSISTER_DEAD_LETTER_TOPIC", "activations-dead-letter"), "topic for poison records [PERSISTER_DEAD_LETTER_TOPIC]")
-	fs.Int64Var(&s.maxInFlight, "max-in-flight", envInt("PERSISTER_MAX_IN_FLIGHT", 64<<20), "bytes read but not yet persisted, at most [PERSISTER_MAX_IN_FLIGHT]")
-	fs.DurationVar(&s.batchWait, "batch-wait", envDuration("PERSISTER_BATCH_WAIT", 0), "longest a batch waits to fill while a writer is free [PERSISTER_BATCH_WAIT]")
-	fs.DurationVar(&s.session, "session-timeout", envDuration("PERSISTER_SESSION_TIMEOUT", 30*time.Second), "consumer group session timeout: how soon a dead instance's partitions move [PERSISTER_SESSION_TIMEOUT]")
-	fs.DurationVar(&s.heartbeat, "heartbeat", envDuration("PERSISTER_HEARTBEAT", 3*time.Second), "consumer group heartbeat interval [PERSISTER_HEARTBEAT]")
-	fs.StringVar(&s.listen, "listen", env("PERSISTER_LISTEN", ":8080"), "HTTP listen address [PERSISTER_LISTEN]")
-	fs.StringVar(&s.logLevel, "log-level", env("PERSISTER_LOG_LEVEL", "info"), "debug, info, warn or error [PERSISTER_LOG_LEVEL]")
-	if err := fs.Parse(args); err != nil {
+	fs.StringVar(&s.brokers, "brokers", "", "Kafka bootstrap brokers, comma-separated [PERSISTER_BROKERS]")
+	fs.StringVar(&s.couchURL, "couchdb", "", "CouchDB URL, credentials included [COUCHDB_URL]")
+	fs.StringVar(&s.db, "db", "whisk_local_activations", "activations database [COUCHDB_DB]")
+	fs.StringVar(&s.groupID, "group-id", "activation-persister", "consumer group [PERSISTER_GROUP_ID]")
+	fs.StringVar(&s.clientID, "client-id", "", "Kafka client id, distinct per instance (default persister-<host>-<pid>-…) [PERSISTER_CLIENT_ID]")
+	fs.StringVar(&s.topicPattern, "topic-pattern", "^completed.*", "topics to follow [PERSISTER_TOPIC_PATTERN]")
+	fs.IntVar(&s.batchSize, "batch-size", 500, "records per database write [PERSISTER_BATCH_SIZE]")
+	fs.StringVar(&s.deadLetterTopic, "dead-letter-topic", "activations-dead-letter", "topic for poison records [PERSISTER_DEAD_LETTER_TOPIC]")
+	fs.Int64Var(&s.maxInFlight, "max-in-flight", 64<<20, "bytes read but not yet persisted, at most [PERSISTER_MAX_IN_FLIGHT]")
+	fs.DurationVar(&s.batchWait, "batch-wait", 0, "longest a batch waits to fill while a writer is free [PERSISTER_BATCH_WAIT]")
+	fs.DurationVar(&s.session, "session-timeout", 30*time.Second, "consumer group session timeout: how soon a dead instance's partitions move [PERSISTER_SESSION_TIMEOUT]")
+	fs.DurationVar(&s.heartbeat, "heartbeat", 3*time.Second, "consumer group heartbeat interval [PERSISTER_HEARTBEAT]")
+	fs.StringVar(&s.listen, "listen", ":8080", "HTTP listen address [PERSISTER_LISTEN]")
+	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error [PERSISTER_LOG_LEVEL]")
+	err := parseFlags(fs, args, getenv, map[string]string{
+		"brokers": "PERSISTER_BROKERS", "couchdb": "COUCHDB_URL", "db": "COUCHDB_DB",
+		"group-id": "PERSISTER_GROUP_ID", "client-id": "PERSISTER_CLIENT_ID", "topic-pattern": "PERSISTER_TOPIC_PATTERN",
+		"batch-size": "PERSISTER_BATCH_SIZE", "dead-letter-topic": "PERSISTER_DEAD_LETTER_TOPIC",
+		"max-in-flight": "PERSISTER_MAX_IN_FLIGHT", "batch-wait": "PERSISTER_BATCH_WAIT",
+		"session-timeout": "PERSISTER_SESSION_TIMEOUT", "heartbeat": "PERSISTER_HEARTBEAT",
+		"listen": "PERSISTER_LISTEN", "log-level": "PERSISTER_LOG_LEVEL",
+	})
+	if err != nil {
 		return nil, err
 	}
 	switch {
+	case fs.NArg() > 0:
+		return nil, fmt.Errorf("unexpected argument %q (the only command is %s)", fs.Arg(0), replayCommand)
 	case s.brokers == "":
 		return nil, errors.New("no Kafka brokers: pass -brokers host:port or set PERSISTER_BROKERS")
 	case s.couchURL == "":
@@ -120,10 +174,41 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*settin
 	case s.batchSize <= 0:
 		return nil, fmt.Errorf("-batch-size %d: must be positive", s.batchSize)
 	}
+	// Checked here so that a typo fails at once rather than being retried
+	// as an unreachable server. The URL is not shown: it holds a password.
+	if u, err := url.Parse(s.couchURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New(`-couchdb (COUCHDB_URL) must look like "http://[user:password@]host:port[/prefix]"`)
+	}
 	return s, nil
 }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+// Backoff of the wait for CouchDB at startup.
+const (
+	startMinBackoff = 500 * time.Millisecond
+	startMaxBackoff = 15 * time.Second
+)
+
+// startBackoff is the pause after failed attempt n (from 1): doubling from
+// startMinBackoff up to startMaxBackoff, ±20% so that a fleet restarted
+// together does not knock in step.
+func startBackoff(n int) time.Duration {
+	d := startMaxBackoff
+	if n < 10 {
+		d = min(startMinBackoff<<(n-1), startMaxBackoff)
+	}
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// primary is the store the persister is built with before CouchDB answers,
+// so that a bad option fails at once; the embedded store is set before Run,
+// which alone calls its methods.
+type primary struct{ *couchStore }
+
+// couchStore names primary's embedded field: a field named Store would
+// hide the Store method it must promote.
+type couchStore = couchdb.Store
+
+func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	s, err := parse(args, getenv, stderr)
 	if err != nil {
 		return err
@@ -138,12 +223,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("-topic-pattern: %w", err)
 	}
 
-	primary, err := couchdb.New(ctx, s.couchURL, s.db, couchdb.WithLogger(logger))
-	if err != nil {
-		return fmt.Errorf("open CouchDB database %s: %w", s.db, err)
-	}
-	defer primary.Close()
-
 	opts := []kafkastore.Option{
 		kafkastore.WithBrokers(strings.Split(s.brokers, ",")...),
 		kafkastore.WithGroupID(s.groupID),
@@ -157,7 +236,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if s.clientID != "" {
 		opts = append(opts, kafkastore.WithClientID(s.clientID))
 	}
-	p, err := kafkastore.NewPersister(primary, opts...)
+	prim := &primary{}
+	p, err := kafkastore.NewPersister(prim, opts...)
 	if err != nil {
 		return err
 	}
@@ -168,48 +248,134 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return fmt.Errorf("-listen %s: %w", s.listen, err)
 	}
-	srv := &http.Server{Handler: routes(p, primary, registry), ReadHeaderTimeout: 5 * time.Second}
+	var couchUp atomic.Bool
+	srv := &http.Server{
+		Handler:           routes(p, &couchUp, newCouchProbe(s.couchURL, s.db), registry),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("http server failed", "error", err)
 		}
 	}()
-	logger.Info("persister started", "listen", ln.Addr().String(), "group", s.groupID, "pattern", s.topicPattern, "db", s.db)
+	defer func() {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdownCtx)
+	}()
+	logger.Info("persister started", "listen", ln.Addr().String(), "group", s.groupID, "pattern", s.topicPattern,
+		"couchdb", redactedURL(s.couchURL), "db", s.db)
 
-	runErr := p.Run(ctx)
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(shutdownCtx)
-	if runErr != nil && !errors.Is(runErr, context.Canceled) {
-		return runErr
+	cs, err := openCouchDB(ctx, s, logger)
+	if err != nil {
+		return err
+	}
+	if cs == nil { // stopped while waiting
+		logger.Info("persister stopped before CouchDB answered")
+		return nil
+	}
+	defer cs.Close()
+	prim.couchStore = cs
+	couchUp.Store(true)
+
+	// Run waits for the brokers itself, logging each failed attempt.
+	if err := p.Run(ctx); err != nil {
+		return err
 	}
 	st := p.Stats()
 	logger.Info("persister stopped", "persisted", st.Persisted, "conflicts", st.Conflicts, "deadLettered", st.DeadLettered)
 	return nil
 }
 
-// pinger is a primary that can tell whether its database answers.
-type pinger interface {
-	Ping(ctx context.Context) error
+// openCouchDB opens the database, retrying with backoff until CouchDB
+// answers. It returns nil, nil when ctx ends first, and an error only for
+// a configuration no retry can fix (an invalid database name).
+func openCouchDB(ctx context.Context, s *settings, logger *slog.Logger) (*couchdb.Store, error) {
+	for attempt := 1; ; attempt++ {
+		cs, err := couchdb.New(ctx, s.couchURL, s.db, couchdb.WithLogger(logger))
+		switch {
+		case err == nil:
+			if attempt > 1 {
+				logger.Info("persister reached CouchDB", "db", s.db, "attempts", attempt)
+			}
+			return cs, nil
+		case ctx.Err() != nil:
+			return nil, nil
+		case errors.Is(err, store.ErrInvalid):
+			return nil, fmt.Errorf("-db (COUCHDB_DB): %w", err)
+		}
+		wait := startBackoff(attempt)
+		// The couchdb package keeps credentials out of its errors.
+		logger.Warn("persister cannot open the CouchDB database yet; retrying",
+			"db", s.db, "attempt", attempt, "retryIn", wait.Round(time.Millisecond).String(), "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(wait):
+		}
+	}
 }
 
-func routes(p *kafkastore.Persister, primary any, registry *prometheus.Registry) http.Handler {
+// redactedURL shows a URL with its password replaced by "xxxxx".
+func redactedURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<unparsable URL>"
+	}
+	return u.Redacted()
+}
+
+// couchProbe tells /ready whether the database still answers, with a HEAD
+// request whose errors carry no URL, hence no credentials.
+type couchProbe struct {
+	client *http.Client
+	url    string
+}
+
+func newCouchProbe(rawURL, db string) *couchProbe {
+	return &couchProbe{
+		client: &http.Client{Timeout: 2 * time.Second},
+		url:    strings.TrimSuffix(rawURL, "/") + "/" + url.PathEscape(db),
+	}
+}
+
+func (c *couchProbe) ping(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, c.url, nil)
+	if err != nil {
+		return errors.New("bad CouchDB URL")
+	}
+	resp, err := c.client.Do(req) // Basic auth from the URL's user info
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return err
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %d for the database", resp.StatusCode)
+	}
+	return nil
+}
+
+func routes(p *kafkastore.Persister, couchUp *atomic.Bool, probe *couchProbe, registry *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "pong")
 	})
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
-		if !p.Ready() {
-			http.Error(w, "not ready: the persister has not joined its consumer group", http.StatusServiceUnavailable)
+		if !couchUp.Load() {
+			http.Error(w, "not ready: waiting for CouchDB", http.StatusServiceUnavailable)
 			return
 		}
-		if pg, ok := primary.(pinger); ok {
-			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-			defer cancel()
-			if err := pg.Ping(ctx); err != nil {
-				http.Error(w, "not ready: the primary store does not answer: "+err.Error(), http.StatusServiceUnavailable)
-				return
-			}
+		if !p.Ready() {
+			http.Error(w, "not ready: waiting for Kafka: the persister has not joined its consumer group", http.StatusServiceUnavailable)
+			return
+		}
+		if err := probe.ping(r.Context()); err != nil {
+			http.Error(w, "not ready: CouchDB does not answer: "+err.Error(), http.StatusServiceUnavailable)
+			return
 		}
 		_, _ = io.WriteString(w, "ready")
 	})

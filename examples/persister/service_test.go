@@ -3,10 +3,7 @@ package main_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -15,8 +12,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/go-whisk/activationstore/codec"
-	"github.com/go-whisk/activationstore/internal/activationtest"
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/internal/servicetest"
@@ -40,31 +35,15 @@ func TestServiceEndpointsAndGracefulStop(t *testing.T) {
 	code, body := svc.Get(t, "/ping")
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "pong", body)
-	svc.Eventually(t, 30*time.Second, "/ready to answer 200", func() bool {
-		code, _ := svc.Get(t, "/ready")
-		return code == http.StatusOK
-	})
+	svc.Eventually(t, 30*time.Second, "/ready to answer 200", ready(svc, t))
 
 	const n = 50
-	w := &kafka.Writer{Addr: kafka.TCP(broker.Addr()), Topic: topic, BatchTimeout: time.Millisecond, RequiredAcks: kafka.RequireAll}
-	defer w.Close()
-	msgs := make([]kafka.Message, n)
-	for i := range msgs {
-		v, err := codec.MarshalResultMessage(codec.TransactionID{ID: "sid_test", Start: time.Now()}, activationtest.New("guest"))
-		require.NoError(t, err)
-		msgs[i] = kafka.Message{Key: []byte(fmt.Sprint(i)), Value: v}
-	}
-	// Acks whose writer decided not to store them: committed, not stored.
-	const notStored = 3
-	for i := n; i < n+notStored; i++ {
-		v, err := codec.MarshalResultMessage(codec.TransactionID{ID: "sid_test", Start: time.Now()}, activationtest.New("guest"))
-		require.NoError(t, err)
-		msgs = append(msgs, kafka.Message{Key: []byte(fmt.Sprint(i)), Value: v,
-			Headers: []kafka.Header{{Key: kafkastore.HeaderStoreSkip, Value: []byte(kafkastore.StoreSkipLevel)}}})
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	require.NoError(t, w.WriteMessages(ctx, msgs...))
+	publish(ctx, t, broker.Addr(), topic, n)
+	// Acks whose writer decided not to store them: committed, not stored.
+	const notStored = 3
+	publish(ctx, t, broker.Addr(), topic, notStored, kafka.Header{Key: kafkastore.HeaderStoreSkip, Value: []byte(kafkastore.StoreSkipLevel)})
 
 	svc.Eventually(t, 30*time.Second, "50 activations persisted and 3 store-skipped per /metrics", func() bool {
 		_, metrics := svc.Get(t, "/metrics")
@@ -94,12 +73,4 @@ func TestServiceEndpointsAndGracefulStop(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(line), &rec), "every log line is JSON: %s", line)
 		assert.NotContains(t, line, "secret", "no credential in logs")
 	}
-}
-
-func TestServiceRejectsMissingSettings(t *testing.T) {
-	cmd := exec.Command(servicetest.Build(t, true))
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	out, err := cmd.CombinedOutput()
-	require.Error(t, err, "the service must not start without brokers")
-	assert.Contains(t, string(out), "PERSISTER_BROKERS")
 }

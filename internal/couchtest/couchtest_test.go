@@ -119,6 +119,59 @@ func TestBulkDocs(t *testing.T) {
 	}
 }
 
+// refuseMarked is a validation function that refuses documents marked
+// "refuse".
+const refuseMarked = `{"validate_doc_update": "function (doc) { if (doc.refuse) { throw({forbidden: 'refused by test'}); } }"}`
+
+// refusingDB starts a server of its own with opts and returns its URL and
+// a database "v" in which refuseMarked is installed.
+func refusingDB(ctx context.Context, t *testing.T, opts ...Option) string {
+	t.Helper()
+	s, err := Start(ctx, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := CreateDB(ctx, s.URL(), "v"); err != nil {
+		t.Fatal(err)
+	}
+	if status, body, err := Do(ctx, http.MethodPut, s.URL(), "/v/_design/refuse", []byte(refuseMarked)); err != nil || status != http.StatusCreated {
+		t.Fatalf("install the validation function: %d %s %v", status, body, err)
+	}
+	return s.URL()
+}
+
+func TestWithValidationRunsValidateDocUpdate(t *testing.T) {
+	ctx := ctxT(t)
+	base := refusingDB(ctx, t, WithValidation())
+	// As CouchDB: _bulk_docs answers 201, one result per document in the
+	// order of the request, the refused one with its error.
+	status, body, err := Do(ctx, http.MethodPost, base, "/v/_bulk_docs",
+		[]byte(`{"docs":[{"_id":"a"},{"_id":"b","refuse":true},{"_id":"c"}]}`))
+	if err != nil || status != http.StatusCreated {
+		t.Fatalf("_bulk_docs: %d %s %v", status, body, err)
+	}
+	var results []struct{ ID, Error, Reason string }
+	if err := json.Unmarshal(body, &results); err != nil {
+		t.Fatalf("_bulk_docs reply %s: %v", body, err)
+	}
+	want := []struct{ ID, Error, Reason string }{{ID: "a"}, {ID: "b", Error: "forbidden", Reason: "refused by test"}, {ID: "c"}}
+	if fmt.Sprint(results) != fmt.Sprint(want) {
+		t.Errorf("_bulk_docs results %+v, want %+v (request order)", results, want)
+	}
+	if status, body, _ := Do(ctx, http.MethodPut, base, "/v/d", []byte(`{"refuse":true}`)); status != http.StatusForbidden {
+		t.Errorf("PUT of a refused document: %d %s, want 403", status, body)
+	}
+}
+
+func TestWithoutValidationDocumentsPass(t *testing.T) {
+	ctx := ctxT(t)
+	base := refusingDB(ctx, t)
+	if err := BulkDocs(ctx, base, "v", [][]byte{[]byte(`{"_id":"a","refuse":true}`)}); err != nil {
+		t.Errorf("without WithValidation, validate_doc_update is not run: %v", err)
+	}
+}
+
 func TestDeleteDBMissingIsNotAnError(t *testing.T) {
 	if err := DeleteDB(ctxT(t), URL(t), DBName(t)); err != nil {
 		t.Fatal(err)

@@ -28,11 +28,28 @@ type Server struct {
 	once  sync.Once
 }
 
+// Option configures a server of Start.
+type Option func(*serverConfig)
+
+type serverConfig struct {
+	validation bool
+}
+
+// WithValidation makes the server run design documents'
+// validate_doc_update functions, as CouchDB does, so that a test can have
+// documents refused. Off by default (and on the shared server): it reads
+// the design documents on every write, which slows _bulk_docs by half.
+func WithValidation() Option { return func(c *serverConfig) { c.validation = true } }
+
 // Start starts a test server of its own on 127.0.0.1 and a free port; the
 // caller must Close it. Most tests share one through [URL] instead; Start is
-// for tests that stop a server on purpose. ctx bounds the start-up only
-// (including "npm ci" when the node modules are missing).
-func Start(ctx context.Context) (*Server, error) {
+// for tests that stop a server on purpose or need an option. ctx bounds the
+// start-up only (including "npm ci" when the node modules are missing).
+func Start(ctx context.Context, opts ...Option) (*Server, error) {
+	var cfg serverConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	dir, err := serverDir()
 	if err != nil {
 		return nil, err
@@ -45,7 +62,11 @@ func Start(ctx context.Context) (*Server, error) {
 		return nil, err
 	}
 
-	cmd := exec.Command(node, "server.js", "--host", "127.0.0.1", "--port", "0")
+	args := []string{"server.js", "--host", "127.0.0.1", "--port", "0"}
+	if cfg.validation {
+		args = append(args, "--validate-doc-update")
+	}
+	cmd := exec.Command(node, args...)
 	cmd.Dir = dir
 	logs := &tailBuffer{max: 16 << 10}
 	cmd.Stderr = logs

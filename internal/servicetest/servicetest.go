@@ -1,7 +1,7 @@
 // Package servicetest runs the examples/persister service as a process for
 // tests: it builds the binary, starts it, keeps what it prints, reads its
 // listen address from its log, scrapes its HTTP endpoints, and stops it
-// with SIGTERM or SIGKILL. Every process it starts is killed when its test
+// with SIGTERM or SIGKILL. Exec runs the binary's commands to completion. Every process it starts is killed when its test
 // ends.
 package servicetest
 
@@ -139,6 +139,20 @@ func (s *Service) keep(line string) {
 		s.addr = rec.Listen
 		close(s.listening)
 	}
+}
+
+// Exec runs bin as Run does, as a command rather than a service: it waits
+// for the process to exit and returns what it printed and its exit error
+// (nil: exit 0). The test fails if the process still runs after timeout.
+func Exec(t testing.TB, bin string, env []string, timeout time.Duration, args ...string) (output string, err error) {
+	t.Helper()
+	s := Run(t, bin, env, args...)
+	exited, err := s.Wait(timeout)
+	if !exited {
+		s.Kill(t)
+		t.Fatalf("servicetest: %s %s still ran after %v:\n%s", filepath.Base(bin), strings.Join(args, " "), timeout, s.Tail(40))
+	}
+	return s.Logs(), err
 }
 
 // Addr is the address of the service's HTTP endpoints ("" until it logs

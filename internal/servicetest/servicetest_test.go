@@ -57,3 +57,17 @@ func TestKill(t *testing.T) {
 		t.Errorf("after Kill: exited %v, %v; want killed", exited, err)
 	}
 }
+
+func TestExecWaitsAndReportsExit(t *testing.T) {
+	out, err := servicetest.Exec(t, sh, []string{"SERVICETEST_X=7"}, 10*time.Second, "-c", `echo "x=$SERVICETEST_X"; echo bad >&2; exit 4`)
+	if err == nil || !strings.Contains(err.Error(), "exit status 4") {
+		t.Errorf("Exec error = %v, want exit status 4", err)
+	}
+	if out != "x=7\nbad" {
+		t.Errorf("Exec output = %q, want both streams in order", out)
+	}
+	out, err = servicetest.Exec(t, sh, nil, 10*time.Second, "-c", "echo done")
+	if err != nil || out != "done" {
+		t.Errorf("Exec = %q, %v; want done, exit 0", out, err)
+	}
+}

@@ -2,7 +2,7 @@
 // memory behind express-pouchdb. Started by the Go harness in
 // internal/couchtest; not for production use.
 //
-// Usage: node server.js [--port N] [--host 127.0.0.1]
+// Usage: node server.js [--port N] [--host 127.0.0.1] [--validate-doc-update]
 //
 // Prints one line "couchtest listening on http://HOST:PORT" on stdout once it
 // accepts connections. Exits when its stdin closes, so that it never outlives
@@ -78,7 +78,45 @@ function revisionETag(req, res, next) {
   next();
 }
 
-const pouchApp = expressPouchDB(MemPouchDB, { mode: 'minimumForPouchDB' });
+// pouchdb-validation answers _bulk_docs with the refused documents first;
+// CouchDB answers in the order of the request, and clients match results
+// to documents by position. Put the results back in the request's order.
+function bulkDocsInRequestOrder(req, res, next) {
+  if (req.method !== 'POST' || !/^\/[^/]+\/_bulk_docs$/.test(req.path)) {
+    return next();
+  }
+  const send = res.send;
+  res.send = function (body) {
+    try {
+      const docs = req.body && req.body.docs;
+      const results = JSON.parse(body.toString());
+      if (Array.isArray(docs) && Array.isArray(results) && docs.length === results.length) {
+        const pool = results.slice();
+        const ordered = docs.map((doc) => {
+          const i = pool.findIndex((r) => r && doc && r.id === doc._id);
+          return i < 0 ? null : pool.splice(i, 1)[0];
+        });
+        if (!ordered.includes(null)) {
+          body = Buffer.from(JSON.stringify(ordered));
+        }
+      }
+    } catch (e) {
+      // not the JSON array of a bulk reply: send as is
+    }
+    return send.call(this, body);
+  };
+  next();
+}
+
+// --validate-doc-update runs design documents' validate_doc_update
+// functions, as CouchDB does. Off by default: it reads the design
+// documents on every write, which slows _bulk_docs by half.
+const validation = process.argv.includes('--validate-doc-update');
+const pouchOptions = { mode: 'minimumForPouchDB' };
+if (validation) {
+  pouchOptions.overrideMode = { include: ['validation'] };
+}
+const pouchApp = expressPouchDB(MemPouchDB, pouchOptions);
 pouchApp.set('etag', false);
 pouchApp.set('x-powered-by', false);
 
@@ -86,6 +124,9 @@ const app = express();
 app.set('etag', false);
 app.set('x-powered-by', false);
 app.use(revisionETag);
+if (validation) {
+  app.use(bulkDocsInRequestOrder);
+}
 app.use(pouchApp);
 
 const server = app.listen(port, host, () => {
