@@ -29,22 +29,24 @@ func TestPersisterServiceHidesCouchPassword(t *testing.T) {
 		scan := &leakScan{secrets: secrets}
 		proxy.Drop()
 		start := time.Now()
-		svc := servicetest.Run(t, bin, nil, "-couchdb", couchURL, "-brokers", closedPort(t),
+		// The service waits for CouchDB, retrying and logging each attempt.
+		svc := servicetest.Start(t, bin, nil, "-couchdb", couchURL, "-brokers", closedPort(t),
 			"-db", couchtest.DBName(t), "-listen", "127.0.0.1:0", "-log-level", "debug")
-		exited, err := svc.Wait(30 * time.Second)
-		switch {
-		case !exited:
-			t.Fatalf("the service neither started nor exited within 30s with CouchDB down; stderr:\n%s", svc.Logs())
-		case err == nil:
-			t.Errorf("the service exited 0 with CouchDB down; stderr:\n%s", svc.Logs())
+		svc.Eventually(t, 30*time.Second, "three failed attempts to reach CouchDB logged", func() bool {
+			return strings.Count(svc.Logs(), proxy.Addr()) >= 3
+		})
+		if code, body := svc.Get(t, "/ready"); code != http.StatusServiceUnavailable {
+			t.Errorf("/ready = %d %q while CouchDB is down, want 503", code, body)
+		} else {
+			scan.check(t, "/ready body", body)
+		}
+		if err := svc.Terminate(t, 30*time.Second); err != nil {
+			t.Errorf("SIGTERM while waiting for CouchDB: %v, want exit 0", err)
 		}
 		out := svc.Logs()
 		dumpOnRequest(t, out)
 		scan.check(t, "service stderr", out)
-		if !strings.Contains(out, "persister:") || !strings.Contains(out, proxy.Addr()) {
-			t.Errorf("stderr does not explain the failure (want the server's address): %q", out)
-		}
-		summary = append(summary, "down at start: exit after "+time.Since(start).Round(time.Millisecond).String()+", stderr "+itoa(len(out))+" bytes clean")
+		summary = append(summary, "down at start: waited "+time.Since(start).Round(time.Millisecond).String()+", stderr "+itoa(len(out))+" bytes clean")
 	})
 
 	t.Run("CouchDB fails mid-run", func(t *testing.T) {
