@@ -27,7 +27,14 @@ import (
 	"github.com/go-whisk/activationstore/store"
 )
 
-func TestMain(m *testing.M) { couchtest.Main(m) }
+// TestMain stops the shared test servers (CouchDB, and Apache Kafka under
+// KAFKATEST=apache) with the test binary.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	kafkatest.Stop()
+	couchtest.Stop()
+	os.Exit(code)
+}
 
 var (
 	buildOnce sync.Once

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -16,11 +17,18 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/go-whisk/activationstore/internal/couchtest"
+	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/store"
 )
 
-// TestMain stops the CouchDB test server with the test binary.
-func TestMain(m *testing.M) { couchtest.Main(m) }
+// TestMain stops the shared test servers (CouchDB, and Apache Kafka under
+// KAFKATEST=apache) with the test binary.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	kafkatest.Stop()
+	couchtest.Stop()
+	os.Exit(code)
+}
 
 var activationSeq atomic.Int64
 

@@ -534,16 +534,39 @@ func (b *Broker) partitionsAt(ctx context.Context, addr, topic string) ([]kafka.
 	return out, nil
 }
 
-// EndOffsets returns the high-water mark of every partition of topic.
+// EndOffsets returns the high-water mark of every partition of topic. It
+// retries for up to 10 s while the brokers answer with a retriable error:
+// Apache Kafka's partitions of a topic just created have no leader for a
+// moment.
 func (b *Broker) EndOffsets(ctx context.Context, topic string) (map[int]int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		out, err := b.endOffsets(ctx, topic)
+		var kerr kafka.Error
+		if err == nil || !errors.As(err, &kerr) || !kerr.Temporary() {
+			return out, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (%w)", err, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (b *Broker) endOffsets(ctx context.Context, topic string) (map[int]int64, error) {
 	client, tr := b.client()
 	defer tr.CloseIdleConnections()
 	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return nil, err
 	}
-	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
+	if len(meta.Topics) != 1 {
 		return nil, fmt.Errorf("kafkatest: metadata of %q: %v", topic, meta.Topics)
+	}
+	if err := meta.Topics[0].Error; err != nil {
+		return nil, fmt.Errorf("kafkatest: metadata of %q: %w", topic, err)
 	}
 	req := map[string][]kafka.OffsetRequest{}
 	for _, p := range meta.Topics[0].Partitions {
@@ -556,7 +579,7 @@ func (b *Broker) EndOffsets(ctx context.Context, topic string) (map[int]int64, e
 	out := map[int]int64{}
 	for _, po := range res.Topics[topic] {
 		if po.Error != nil {
-			return nil, po.Error
+			return nil, fmt.Errorf("kafkatest: end offset of %s/%d: %w", topic, po.Partition, po.Error)
 		}
 		out[po.Partition] = po.LastOffset
 	}
