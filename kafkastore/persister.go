@@ -399,6 +399,12 @@ func (g *persistGeneration) read(ctx context.Context, ps *persistPartition, out 
 			"offset", ps.start, "err", err)
 		return
 	}
+	// next is the offset expected next, to notice records that retention
+	// deleted before they were read; -1 until known.
+	next := int64(-1)
+	if ps.start >= 0 {
+		next = max(ps.start, p.noteRetentionLoss(ctx, ps, ps.start, -1))
+	}
 	for attempt := 1; ; {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
@@ -414,6 +420,10 @@ func (g *persistGeneration) read(ctx context.Context, ps *persistPartition, out 
 			continue
 		}
 		attempt = 1
+		if next >= 0 && m.Offset > next {
+			p.noteRetentionLoss(ctx, ps, next, m.Offset)
+		}
+		next = m.Offset + 1
 		rec := &persistRecord{msg: m, ps: ps}
 		charged, err := p.budget.acquire(ctx, 2*int64(len(m.Value)+len(m.Key))+persistRecordOverhead)
 		if err != nil {

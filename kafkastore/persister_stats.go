@@ -18,6 +18,10 @@ type PersisterStats struct {
 	// Skipped counts records carrying no activation: CompletionMessages and
 	// results shrunk to an activation id.
 	Skipped int64
+	// LostToRetention counts offsets that retention deleted from a topic
+	// before this persister read them: records lost, logged as they are
+	// found. A partition's next owner counts what it finds missing.
+	LostToRetention int64
 	// Retries counts failed writes to the primary that were retried.
 	Retries int64
 	// DeadLettered counts records published to the dead-letter topic.
@@ -70,6 +74,7 @@ type persisterCounters struct {
 	commits, commitErrors                  atomic.Int64
 	batches, batchRecords, batchNanos      atomic.Int64
 	lastBatchRecords, lastBatchNanos       atomic.Int64
+	lostToRetention                        atomic.Int64
 	generation                             atomic.Int32
 }
 
@@ -90,6 +95,7 @@ func (p *Persister) Stats() PersisterStats {
 		Persisted:         c.persisted.Load(),
 		Conflicts:         c.conflicts.Load(),
 		Skipped:           c.skipped.Load(),
+		LostToRetention:   c.lostToRetention.Load(),
 		Retries:           c.retries.Load(),
 		DeadLettered:      c.deadLettered.Load(),
 		DeadLetterRetries: c.deadLetterRetries.Load(),

@@ -14,6 +14,7 @@ type collector struct {
 	p *kafkastore.Persister
 
 	persisted, conflicts, skipped, retries, deadLettered *prometheus.Desc
+	lostToRetention                                      *prometheus.Desc
 	commits, commitErrors, batches, batchRecords         *prometheus.Desc
 	batchSeconds, lastBatchSeconds, inFlight, ready, lag *prometheus.Desc
 }
@@ -28,6 +29,7 @@ func newCollector(p *kafkastore.Persister) *collector {
 		conflicts:        d("conflicts_total", "Activations the primary store had already (replays), counted as persisted."),
 		skipped:          d("skipped_total", "Records that carry no activation (completion messages, shrunk results)."),
 		retries:          d("retries_total", "Failed primary writes that were retried."),
+		lostToRetention:  d("lost_to_retention_total", "Records deleted by the topic's retention before they were persisted."),
 		deadLettered:     d("dead_lettered_total", "Poison records published to the dead-letter topic."),
 		commits:          d("commits_total", "Offset commits."),
 		commitErrors:     d("commit_errors_total", "Failed offset commits."),
@@ -42,7 +44,7 @@ func newCollector(p *kafkastore.Persister) *collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.persisted, c.conflicts, c.skipped, c.retries, c.deadLettered, c.commits,
+	for _, d := range []*prometheus.Desc{c.persisted, c.conflicts, c.skipped, c.retries, c.deadLettered, c.lostToRetention, c.commits,
 		c.commitErrors, c.batches, c.batchRecords, c.batchSeconds, c.lastBatchSeconds, c.inFlight, c.ready, c.lag} {
 		ch <- d
 	}
@@ -60,6 +62,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.conflicts, float64(s.Conflicts))
 	counter(c.skipped, float64(s.Skipped))
 	counter(c.retries, float64(s.Retries))
+	counter(c.lostToRetention, float64(s.LostToRetention))
 	counter(c.deadLettered, float64(s.DeadLettered))
 	counter(c.commits, float64(s.Commits))
 	counter(c.commitErrors, float64(s.CommitErrors))

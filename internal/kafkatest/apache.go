@@ -294,6 +294,7 @@ func (n *apacheNode) properties() string {
 	p("log.cleaner.threads", 1)
 	p("log.cleaner.dedupe.buffer.size", 8<<20)
 	p("log.retention.check.interval.ms", 1000)
+	p("log.initial.task.delay.ms", 1000) // 30 s by default: no retention before that
 	if len(c.nodes) > 1 {
 		// A killed node is fenced, and leaves the ISRs, within seconds.
 		p("broker.heartbeat.interval.ms", 500)
