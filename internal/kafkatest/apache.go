@@ -80,8 +80,8 @@ type apacheNode struct {
 	ports   [numSecurity + 1]int // client listeners by security, then CONTROLLER
 
 	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has exited; nil when never started
+	cmd    *exec.Cmd // nil when never started
+	waited bool      // cmd has exited and was reaped
 }
 
 const controllerPort = int(numSecurity)
@@ -361,26 +361,23 @@ func (n *apacheNode) start() error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start node %d: %w", n.id, err)
 	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	n.cmd, n.exited = cmd, exited
+	n.cmd, n.waited = cmd, false
 	return nil
 }
 
-// running reports whether the JVM is alive; n.mu must be held.
+// running reports whether the JVM is alive, reaping it when it has
+// exited; n.mu must be held. It polls rather than waiting in a goroutine:
+// the shared broker outlives the tests that check for leaked goroutines.
 func (n *apacheNode) running() bool {
-	if n.exited == nil {
+	if n.cmd == nil || n.waited {
 		return false
 	}
-	select {
-	case <-n.exited:
-		return false
-	default:
+	if !exited(n.cmd.Process) {
 		return true
 	}
+	_ = n.cmd.Wait()
+	n.waited = true
+	return false
 }
 
 // kill sends SIGKILL and waits for the JVM to exit.
@@ -391,7 +388,8 @@ func (n *apacheNode) kill() {
 		return
 	}
 	_ = n.cmd.Process.Kill() // SIGKILL: no shutdown hook runs
-	<-n.exited
+	_ = n.cmd.Wait()
+	n.waited = true
 }
 
 // pid is the JVM's process id, 0 when it is not running.
@@ -423,19 +421,17 @@ func (n *apacheNode) waitReady(ctx context.Context, want int) error {
 	var last error
 	for {
 		n.mu.Lock()
-		exited := n.exited
+		started, alive := n.cmd != nil, n.running()
 		n.mu.Unlock()
-		if exited == nil {
+		if !started {
 			return fmt.Errorf("node %d is not running", n.id)
 		}
-		select {
-		case <-exited:
+		if !alive {
 			err := fmt.Errorf("node %d exited during start-up; its log %s ends with:\n%s", n.id, n.logPath, tail(n.logPath, 6<<10))
 			if bytes.Contains(readFile(n.logPath), []byte("Address already in use")) {
 				err = fmt.Errorf("%w: %w", errPortTaken, err)
 			}
 			return err
-		default:
 		}
 		last = n.probe(ctx, want)
 		if last == nil {

@@ -1,6 +1,11 @@
 package kafkatest
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
 
 // childProcAttr makes the kernel kill a broker JVM when the test binary
 // dies, even by SIGKILL or a test timeout, so that no broker outlives its
@@ -9,4 +14,12 @@ import "syscall"
 // nothing here does.)
 func childProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
+
+// exited reports whether the child has exited, without reaping it
+// (WNOWAIT): the caller's Wait does, and returns at once.
+func exited(p *os.Process) bool {
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_PID, p.Pid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	return err != nil || info.Signo != 0
 }
