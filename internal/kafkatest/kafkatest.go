@@ -53,6 +53,11 @@ import (
 // KAFKATEST_KAFKA_VERSION names another.
 const KafkaVersion = "4.4.0"
 
+// OldestKafkaVersion is the oldest Apache Kafka release the library
+// supports (README, "Supported Kafka versions"); CI runs the Kafka tests
+// against it as well as against KafkaVersion.
+const OldestKafkaVersion = "4.0.0"
+
 // Environment variables that choose the broker.
 const (
 	// EnvBrokers names an existing cluster: "host:port[,host:port…]".
