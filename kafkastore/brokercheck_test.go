@@ -29,13 +29,13 @@ func joinGroupV1Only() []persisterAPI {
 }
 
 // runUntilError runs p for at most limit and returns what Run returned.
-func runUntilError(t *testing.T, p *Persister, limit time.Duration) (error, time.Duration) {
+func runUntilError(t *testing.T, p *Persister, limit time.Duration) (time.Duration, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	start := time.Now()
 	err := p.Run(ctx)
-	return err, time.Since(start)
+	return time.Since(start), err
 }
 
 // TestPersisterOnKafka40 runs the persister against real Apache Kafka
@@ -55,7 +55,7 @@ func TestPersisterOnKafka40(t *testing.T) {
 			if version == "4.0.0" {
 				old := newTestPersister(t, b, memory.New(), WithTopicPattern(exactTopics(kafkatest.Topic(t, "none"))))
 				old.apis = joinGroupV1Only()
-				err, took := runUntilError(t, old, 20*time.Second)
+				took, err := runUntilError(t, old, 20*time.Second)
 				var verr *BrokerVersionError
 				if !errors.As(err, &verr) || !errors.Is(err, ErrUnsupportedBroker) {
 					t.Fatalf("Run with a JoinGroup v1 client on Kafka %s returned %v after %v; want a *BrokerVersionError", version, err, took)
@@ -102,7 +102,7 @@ func TestPersisterFailsFastOnMissingAPI(t *testing.T) {
 	versions.SetMaxKeyVersion(14, -1) // no SyncGroup
 	b := kafkatest.StartFake(t, kfake.MaxVersions(versions))
 	p := newTestPersister(t, b, memory.New(), WithTopicPattern(exactTopics(kafkatest.Topic(t, "none"))))
-	err, took := runUntilError(t, p, 20*time.Second)
+	took, err := runUntilError(t, p, 20*time.Second)
 	var verr *BrokerVersionError
 	if !errors.As(err, &verr) || verr.API != "SyncGroup" || verr.Offered {
 		t.Fatalf("Run returned %v after %v; want a *BrokerVersionError for SyncGroup, not offered", err, took)

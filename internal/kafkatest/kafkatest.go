@@ -164,16 +164,19 @@ func WithVersion(v string) Option { return func(o *options) { o.version = v } }
 // of the security the test asked for, and the client settings that go
 // with them.
 type Broker struct {
-	kind    Kind
-	t       testing.TB // for methods that fail the test; nil from New
-	sec     security
-	addrs   []string
-	tls     *tls.Config // client side; nil without TLS
-	scram   string      // SCRAM password; "" without SASL
-	fake    *kfake.Cluster
-	apache  *apacheCluster
-	owned   bool // Close stops it (not the shared broker)
-	closeMu sync.Once
+	kind   Kind
+	t      testing.TB // for methods that fail the test; nil from New
+	sec    security
+	addrs  []string
+	tls    *tls.Config // client side; nil without TLS
+	scram  string      // SCRAM password; "" without SASL
+	fake   *kfake.Cluster
+	apache *apacheCluster
+	owned  bool // Close stops it (not the shared broker, not a Listener view)
+	// dedicated: a StartApache cluster (or a view of one), whose nodes the
+	// test may kill.
+	dedicated bool
+	closeMu   sync.Once
 }
 
 // Start returns the broker the environment selects (see the package
@@ -293,7 +296,7 @@ func StartApache(t testing.TB, opts ...Option) *Broker {
 // apacheBroker is a test's view of an Apache cluster; on failure it shows
 // the nodes' logs.
 func apacheBroker(t testing.TB, c *apacheCluster, opts []Option, owned bool) *Broker {
-	b := (&Broker{apache: c, t: t}).Listener(opts...)
+	b := (&Broker{apache: c, t: t, dedicated: owned}).Listener(opts...)
 	b.owned = owned
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -349,7 +352,7 @@ func (b *Broker) Listener(opts ...Option) *Broker {
 		b.t.Helper()
 		b.t.Fatal(msg)
 	}
-	v := &Broker{kind: KindApache, t: b.t, sec: o.security(), addrs: b.apache.addrs(o.security()), apache: b.apache}
+	v := &Broker{kind: KindApache, t: b.t, sec: o.security(), addrs: b.apache.addrs(o.security()), apache: b.apache, dedicated: b.dedicated}
 	if o.tls {
 		v.tls = b.apache.certs.clientConfig()
 	}

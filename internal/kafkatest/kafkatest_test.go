@@ -162,10 +162,12 @@ func TestApacheCluster(t *testing.T) {
 		t.Fatalf("Coordinator = %d, %v", coord, err)
 	}
 
+	// Writes go through the SCRAM listener, and a view of it may kill nodes.
+	scram := b.Listener(kafkatest.WithSCRAM())
 	write := func(v string) error {
-		tr := b.Transport()
+		tr := scram.Transport()
 		defer tr.CloseIdleConnections()
-		w := &kafka.Writer{Addr: kafka.TCP(b.Addrs()...), Topic: topic, Transport: tr, Balancer: kafka.BalancerFunc(func(kafka.Message, ...int) int { return 0 }),
+		w := &kafka.Writer{Addr: kafka.TCP(scram.Addrs()...), Topic: topic, Transport: tr, Balancer: kafka.BalancerFunc(func(kafka.Message, ...int) int { return 0 }),
 			BatchTimeout: time.Millisecond, RequiredAcks: kafka.RequireAll, MaxAttempts: 30, WriteBackoffMax: time.Second}
 		defer w.Close()
 		return w.WriteMessages(ctx, kafka.Message{Value: []byte(v)})
@@ -173,7 +175,7 @@ func TestApacheCluster(t *testing.T) {
 	if err := write("before"); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Kill(leader); err != nil {
+	if err := scram.Kill(leader); err != nil {
 		t.Fatal(err)
 	}
 	if b.Running(leader) {

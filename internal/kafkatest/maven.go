@@ -26,7 +26,7 @@ var versionPattern = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+([.-][A-Za-z0-9.
 // parallel from resolving at the same time.
 func kafkaJars(ctx context.Context, version string) (string, error) {
 	if !versionPattern.MatchString(version) {
-		return "", fmt.Errorf("Kafka version %q: want a release number such as %s", version, KafkaVersion)
+		return "", fmt.Errorf("kafkatest: Kafka version %q: want a release number such as %s", version, KafkaVersion)
 	}
 	cache, err := os.UserCacheDir()
 	if err != nil {
@@ -53,7 +53,7 @@ func kafkaJars(ctx context.Context, version string) (string, error) {
 	}
 	mvn, err := exec.LookPath("mvn")
 	if err != nil {
-		return "", fmt.Errorf("Apache Kafka %s is not in %s and mvn is not installed to fetch it from Maven Central (install maven, or set %s to an existing broker, or %s=kfake)", version, dir, EnvBrokers, EnvMode)
+		return "", fmt.Errorf("kafkatest: Apache Kafka %s is not in %s and mvn is not installed to fetch it from Maven Central (install maven, or set %s to an existing broker, or %s=kfake)", version, dir, EnvBrokers, EnvMode)
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return "", err
@@ -73,7 +73,7 @@ func kafkaJars(ctx context.Context, version string) (string, error) {
 		return "", fmt.Errorf("resolve org.apache.kafka:kafka_2.13:%s with Maven (needs Maven Central once; later runs are offline): %w\n%s", version, err, strings.TrimSpace(string(out)))
 	}
 	if _, err := os.Stat(filepath.Join(lib, "kafka_2.13-"+version+".jar")); err != nil {
-		return "", fmt.Errorf("Maven did not produce kafka_2.13-%s.jar in %s:\n%s", version, lib, out)
+		return "", fmt.Errorf("kafkatest: Maven did not produce kafka_2.13-%s.jar in %s:\n%s", version, lib, out)
 	}
 	if err := os.WriteFile(done, []byte(version+"\n"), 0o644); err != nil {
 		return "", err

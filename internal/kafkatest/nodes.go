@@ -27,7 +27,7 @@ func (b *Broker) NodeAddr(i int) string {
 }
 
 func (b *Broker) node(i int) (*apacheNode, error) {
-	if b.apache == nil || !b.owned {
+	if b.apache == nil || !b.dedicated {
 		return nil, errNotDedicated
 	}
 	if i < 0 || i >= len(b.apache.nodes) {
