@@ -140,7 +140,7 @@ func TestPersisterDeadLettersPoisonRecords(t *testing.T) {
 }
 
 func TestPersisterRetriesDeadLetterPublish(t *testing.T) {
-	b := kafkatest.Start(t)
+	b := kafkatest.StartFake(t) // fault injection: kfake only
 	topic := kafkatest.Topic(t, "completed-others")
 	b.CreateTopic(t, topic, 1, nil)
 	dlq := kafkatest.Topic(t, "dlq")

@@ -29,7 +29,9 @@ func (t persistedTopics) String() string {
 
 // discoverTopics lists the topics matching the pattern. kafka-go has no
 // pattern subscription, and its Transport serves metadata from a cache, so
-// this asks a broker directly on a fresh connection.
+// this asks a broker directly on a fresh connection. The first time a
+// broker answers, it also checks that the broker accepts the request
+// versions kafka-go sends (a *BrokerVersionError otherwise).
 func (p *Persister) discoverTopics(ctx context.Context) (persistedTopics, error) {
 	var errs []error
 	for _, addr := range p.cfg.brokers {
@@ -43,6 +45,17 @@ func (p *Persister) discoverTopics(ctx context.Context) (persistedTopics, error)
 			deadline = d
 		}
 		_ = conn.SetDeadline(deadline)
+		if !p.versionsChecked {
+			if err := checkAPIVersions(conn, addr, p.apis); err != nil {
+				_ = conn.Close()
+				if errors.Is(err, ErrUnsupportedBroker) {
+					return nil, err
+				}
+				errs = append(errs, err)
+				continue
+			}
+			p.versionsChecked = true
+		}
 		parts, err := conn.ReadPartitions()
 		_ = conn.Close()
 		if err != nil {

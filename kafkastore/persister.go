@@ -55,6 +55,9 @@ type Persister struct {
 
 	partsMu sync.Mutex
 	parts   []*persistPartition // assigned in the current generation
+
+	apis            []persisterAPI // request versions the brokers must accept
+	versionsChecked bool           // a broker accepted them, in this Run
 }
 
 // NewPersister returns a persister of records into primary. WithBrokers is
@@ -91,6 +94,7 @@ func NewPersister(primary store.Store, opts ...Option) (*Persister, error) {
 		},
 		budget:   newPersistBudget(c.maxInFlightBytes),
 		storeSem: make(chan struct{}, c.writeConcurrency),
+		apis:     persisterAPIs,
 	}
 	if b, ok := primary.(store.BatchStorer); ok {
 		p.batch = b
@@ -112,13 +116,16 @@ func (p *Persister) Ready() bool { return p.ready.Load() }
 //
 // Run keeps going through broker, network and primary failures, logging
 // and retrying. It returns an error only when it cannot start: it is
-// running already (ErrPersisterRunning), or the dead-letter topic can be
-// neither found nor created.
+// running already (ErrPersisterRunning), the dead-letter topic can be
+// neither found nor created, or a broker does not accept the request
+// versions kafka-go sends (ErrUnsupportedBroker, a *BrokerVersionError
+// naming the request and the fix), which no retry would cure.
 func (p *Persister) Run(ctx context.Context) error {
 	if !p.running.CompareAndSwap(false, true) {
 		return ErrPersisterRunning
 	}
 	defer p.running.Store(false)
+	p.versionsChecked = false
 	defer p.ready.Store(false)
 
 	// The transport's background goroutines (metadata discovery) live as
@@ -145,6 +152,9 @@ func (p *Persister) Run(ctx context.Context) error {
 		topics, err := p.discoverTopics(ctx)
 		switch {
 		case ctx.Err() != nil:
+		case errors.Is(err, ErrUnsupportedBroker):
+			p.log.Error("persister cannot consume from this broker", "err", err)
+			return err
 		case err != nil:
 			p.log.Warn("persister cannot list topics; retrying", "attempt", attempt, "err", err)
 			persisterSleep(ctx, p.backoff(attempt))

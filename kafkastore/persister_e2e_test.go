@@ -3,6 +3,7 @@ package kafkastore
 import (
 	"context"
 	"net/url"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -18,7 +19,14 @@ import (
 
 // TestMain stops the CouchDB test server with the test binary (for the
 // internal and external tests of the package alike).
-func TestMain(m *testing.M) { couchtest.Main(m) }
+// TestMain stops the shared test servers (CouchDB, and Apache Kafka under
+// KAFKATEST=apache) with the test binary.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	kafkatest.Stop()
+	couchtest.Stop()
+	os.Exit(code)
+}
 
 // storeThroughKafka publishes as through the KafkaStore, from concurrent
 // callers as an invoker would.

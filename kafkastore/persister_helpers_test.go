@@ -151,32 +151,42 @@ func produceActivations(t testing.TB, b *kafkatest.Broker, topic, namespace stri
 }
 
 // committedOffsets returns the group's committed offset per partition
-// (-1: none).
+// (-1: none). It waits out the coordinator's retriable errors (Apache
+// Kafka's group coordinator is not available until the offsets topic is).
 func committedOffsets(t testing.TB, b *kafkatest.Broker, group, topic string, partitions int) map[int]int64 {
 	t.Helper()
 	ids := make([]int, partitions)
 	for i := range ids {
 		ids[i] = i
 	}
-	c := &kafka.Client{Addr: kafka.TCP(b.Addr()), Timeout: 10 * time.Second}
-	res, err := c.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ids}})
-	if err != nil {
-		t.Fatalf("OffsetFetch: %v", err)
-	}
-	out := map[int]int64{}
-	if errors.Is(res.Error, kafka.GroupIdNotFound) {
-		return out // nothing committed yet
-	}
-	if res.Error != nil {
-		t.Fatalf("OffsetFetch: %v", res.Error)
-	}
-	for _, p := range res.Topics[topic] {
-		if p.Error != nil {
-			t.Fatalf("OffsetFetch %s/%d: %v", topic, p.Partition, p.Error)
+	tr := b.Transport()
+	defer tr.CloseIdleConnections()
+	c := &kafka.Client{Addr: kafka.TCP(b.Addr()), Timeout: 10 * time.Second, Transport: tr}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		res, err := c.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ids}})
+		if err != nil {
+			t.Fatalf("OffsetFetch: %v", err)
 		}
-		out[p.Partition] = p.CommittedOffset
+		out := map[int]int64{}
+		var kerr kafka.Error
+		switch {
+		case errors.Is(res.Error, kafka.GroupIdNotFound):
+			return out // nothing committed yet
+		case errors.As(res.Error, &kerr) && kerr.Temporary() && time.Now().Before(deadline):
+			time.Sleep(50 * time.Millisecond)
+			continue
+		case res.Error != nil:
+			t.Fatalf("OffsetFetch: %v", res.Error)
+		}
+		for _, p := range res.Topics[topic] {
+			if p.Error != nil {
+				t.Fatalf("OffsetFetch %s/%d: %v", topic, p.Partition, p.Error)
+			}
+			out[p.Partition] = p.CommittedOffset
+		}
+		return out
 	}
-	return out
 }
 
 // waitCommittedToEnd waits until the group committed every partition's end.

@@ -21,6 +21,10 @@ import (
 
 var seq atomic.Int64
 
+// TestMain stops the shared Apache Kafka broker (KAFKATEST=apache) with the
+// test binary.
+func TestMain(m *testing.M) { kafkatest.Main(m) }
+
 func activation(status int) *store.Activation {
 	start := time.UnixMilli(1_700_000_000_000 + seq.Add(1))
 	return &store.Activation{

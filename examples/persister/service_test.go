@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +21,14 @@ import (
 	"github.com/go-whisk/activationstore/store"
 )
 
-func TestMain(m *testing.M) { couchtest.Main(m) }
+// TestMain stops the shared test servers (CouchDB, and Apache Kafka under
+// KAFKATEST=apache) with the test binary.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	kafkatest.Stop()
+	couchtest.Stop()
+	os.Exit(code)
+}
 
 func TestServiceEndpointsAndGracefulStop(t *testing.T) {
 	broker := kafkatest.Start(t)

@@ -93,12 +93,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer closePrimary()
 	fmt.Fprintf(stdout, "primary store: %s\n", describe)
 
-	// The controllers' ack topic: one partition, as OpenWhisk creates it.
+	// The controller's ack topic (one partition, as OpenWhisk creates it)
+	// and the Store's topic. On a real cluster the records of earlier runs
+	// stay on the topics, and a new consumer group starts from the earliest
+	// offset: each run gets topics of its own there, so that it persists
+	// and counts only its own activations.
 	suffix := fmt.Sprint(time.Now().UnixNano())
-	ackTopic := invoker.AckTopic(0)
+	ctlIndex, othersTopic := 0, kafkastore.DefaultTopic
+	if o.brokers != "" {
+		ctlIndex = int(time.Now().UnixMilli() % 1_000_000_000)
+		othersTopic = fmt.Sprintf("%s-%d", kafkastore.DefaultTopic, ctlIndex)
+	}
+	ackTopic := invoker.AckTopic(ctlIndex)
+	fmt.Fprintf(stdout, "topics: %s (acks), %s (Store)\n", ackTopic, othersTopic)
 	ks, err := kafkastore.New(primary,
 		kafkastore.WithBrokers(brokers...),
-		kafkastore.WithTopic("completed-others"),
+		kafkastore.WithTopic(othersTopic),
 		kafkastore.WithLogger(logger))
 	if err != nil {
 		return err
@@ -120,7 +130,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	p, err := kafkastore.NewPersister(primary,
 		kafkastore.WithBrokers(brokers...),
 		kafkastore.WithGroupID("quickstart-"+suffix),
-		kafkastore.WithTopicPattern(regexp.MustCompile(`^completed.*`)),
+		kafkastore.WithTopicPattern(regexp.MustCompile(`^(`+regexp.QuoteMeta(ackTopic)+`|`+regexp.QuoteMeta(othersTopic)+`)$`)),
 		kafkastore.WithTopicRefresh(500*time.Millisecond),
 		kafkastore.WithGroupTimeouts(10*time.Second, 10*time.Second, time.Second),
 		kafkastore.WithLogger(logger))
@@ -132,7 +142,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	runErr := make(chan error, 1)
 	go func() { runErr <- p.Run(runCtx) }()
 
-	w := newWorkload(o.n, inv, ctl, ackTopic)
+	w := newWorkload(o.n, inv, ctl, ctlIndex)
 	begin := time.Now()
 	progress := startProgress(stdout, w, p, begin)
 	if err := w.produce(ctx, o.workers); err != nil {

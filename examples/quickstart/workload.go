@@ -28,7 +28,7 @@ type workload struct {
 	n        int
 	inv      *invoker.Invoker
 	ctl      *controller.Controller
-	ackTopic string
+	ctlIndex int // the controller the invoker acks to, on completed<ctlIndex>
 
 	done  atomic.Int64
 	kinds [3]atomic.Int64
@@ -38,8 +38,8 @@ type workload struct {
 	lats []time.Duration
 }
 
-func newWorkload(n int, inv *invoker.Invoker, ctl *controller.Controller, ackTopic string) *workload {
-	return &workload{n: n, inv: inv, ctl: ctl, ackTopic: ackTopic, ids: map[string][]string{}, lats: make([]time.Duration, 0, n)}
+func newWorkload(n int, inv *invoker.Invoker, ctl *controller.Controller, ctlIndex int) *workload {
+	return &workload{n: n, inv: inv, ctl: ctl, ctlIndex: ctlIndex, ids: map[string][]string{}, lats: make([]time.Duration, 0, n)}
 }
 
 func (w *workload) produce(ctx context.Context, workers int) error {
@@ -78,7 +78,7 @@ func (w *workload) one(ctx context.Context, i int) error {
 	case blocking, nonBlocking:
 		a := invokerActivation(ns, i, start)
 		id = a.ActivationID
-		err = w.inv.Complete(ctx, invoker.Job{Controller: 0, Blocking: k == blocking}, a)
+		err = w.inv.Complete(ctx, invoker.Job{Controller: w.ctlIndex, Blocking: k == blocking}, a)
 	case byController:
 		var a *store.Activation
 		if i%2 == 0 {

@@ -81,10 +81,17 @@ func SharedURL() (string, error) { return sharedURL() }
 // the test binary exits. Call it from TestMain.
 func Main(m *testing.M) {
 	code := m.Run()
+	Stop()
+	os.Exit(code)
+}
+
+// Stop stops the test server, if one was started. A TestMain that stops
+// other test servers too runs m.Run, then each package's Stop, instead of
+// Main.
+func Stop() {
 	if shared.srv != nil {
 		shared.srv.Close()
 	}
-	os.Exit(code)
 }
 
 // Shared reports whether a test server started by this test binary is

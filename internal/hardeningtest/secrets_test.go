@@ -117,7 +117,7 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 func TestSecretsNeverLeak(t *testing.T) {
 	couchURL, proxy, couchSecrets := couchCredentials(t)
 	scan := &leakScan{secrets: append(couchSecrets, kafkaPassword, wrongPassword)}
-	b := kafkatest.Start(t, kfake.EnableSASL(), kfake.Superuser("PLAIN", kafkaUser, kafkaPassword))
+	b := kafkatest.StartFake(t, kfake.EnableSASL(), kfake.Superuser("PLAIN", kafkaUser, kafkaPassword))
 	mech := plain.Mechanism{Username: kafkaUser, Password: kafkaPassword}
 	for _, secret := range scan.secrets {
 		if len(scan.found(`{"msg":"x","url":"http://`+secret+`@h"}`)) == 0 {

@@ -1,14 +1,22 @@
 package losstest
 
 import (
+	"os"
 	"testing"
 	"time"
 
 	"github.com/go-whisk/activationstore/internal/couchtest"
+	"github.com/go-whisk/activationstore/internal/kafkatest"
 )
 
-// TestMain stops the CouchDB test server with the test binary.
-func TestMain(m *testing.M) { couchtest.Main(m) }
+// TestMain stops the shared test servers (CouchDB, and Apache Kafka under
+// KAFKATEST=apache) with the test binary.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	kafkatest.Stop()
+	couchtest.Stop()
+	os.Exit(code)
+}
 
 // waitFor polls cond every 50 ms until it holds, failing the test after
 // timeout.

@@ -1,0 +1,558 @@
+package kafkatest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// security is the kind of listener a client connects to. Every Apache
+// node has one listener of each kind, so that one broker serves the tests
+// of every kind.
+type security uint8
+
+const (
+	secPlain    security = iota // PLAINTEXT
+	secTLS                      // SSL
+	secSCRAM                    // SASL_PLAINTEXT with SCRAM-SHA-512
+	secSCRAMTLS                 // SASL_SSL with SCRAM-SHA-512
+	numSecurity
+)
+
+func (s security) listener() string {
+	return [...]string{"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}[s]
+}
+
+func (s security) String() string {
+	return [...]string{"plaintext", "TLS", "SASL/SCRAM-SHA-512", "SASL/SCRAM-SHA-512 over TLS"}[s]
+}
+
+// scramUser is the SCRAM user of the Apache brokers and of SASL kfake
+// brokers; the password is random per broker.
+const scramUser = "kafkatest"
+
+// apacheSpec says what Apache Kafka cluster to start.
+type apacheSpec struct {
+	version string
+	nodes   int
+	heap    string // -Xmx
+}
+
+// apacheCluster is a running Apache Kafka cluster of combined
+// broker+controller nodes (KRaft), listening on 127.0.0.1.
+type apacheCluster struct {
+	spec      apacheSpec
+	dir       string
+	java      string
+	classpath string
+	clusterID string
+	certs     *testCerts
+	password  string
+	nodes     []*apacheNode
+	formatted time.Duration // formatting the storage, part of startup
+	startup   time.Duration // from formatting to a cluster answering Metadata
+
+	closeOnce sync.Once
+}
+
+// apacheNode is one node: a JVM with its own data directory and log file
+// that keeps its ports across restarts.
+type apacheNode struct {
+	c       *apacheCluster
+	id      int // node.id; also its index
+	dir     string
+	logPath string
+	ports   [numSecurity + 1]int // client listeners by security, then CONTROLLER
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd // nil when never started
+	waited bool      // cmd has exited and was reaped
+}
+
+const controllerPort = int(numSecurity)
+
+// startApache resolves the jars, formats the nodes' storage and starts the
+// cluster; it returns once every node answers Metadata listing all nodes.
+func startApache(ctx context.Context, spec apacheSpec) (c *apacheCluster, err error) {
+	if spec.nodes < 1 {
+		spec.nodes = 1
+	}
+	if spec.heap == "" {
+		spec.heap = defaultHeap
+	}
+	java, err := exec.LookPath("java")
+	if err != nil {
+		return nil, errNoJava
+	}
+	lib, err := kafkaJars(ctx, spec.version)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "kafkatest-apache-"+spec.version+"-")
+	if err != nil {
+		return nil, err
+	}
+	c = &apacheCluster{
+		spec:      spec,
+		dir:       dir,
+		java:      java,
+		classpath: filepath.Join(lib, "*"),
+		clusterID: randomClusterID(),
+		password:  randomHex(12),
+	}
+	defer func() {
+		if err != nil {
+			c.close(true)
+			err = fmt.Errorf("start Apache Kafka %s (%d node(s)) in %s: %w", spec.version, spec.nodes, dir, err)
+		}
+	}()
+	if c.certs, err = newTestCerts(); err != nil {
+		return nil, err
+	}
+	if err = c.certs.writeKeyStore(c.keyStorePath()); err != nil {
+		return nil, err
+	}
+	for i := range spec.nodes {
+		n := &apacheNode{c: c, id: i, dir: filepath.Join(dir, "node-"+strconv.Itoa(i))}
+		n.logPath = filepath.Join(n.dir, "kafka.log")
+		if err = os.MkdirAll(n.dir, 0o755); err != nil {
+			return nil, err
+		}
+		c.nodes = append(c.nodes, n)
+	}
+
+	// Ports are picked free and then handed to the JVMs, so another process
+	// may take one in between: start again on fresh ports when a node
+	// cannot bind.
+	for attempt := 1; ; attempt++ {
+		err = c.boot(ctx)
+		if err == nil || attempt == 3 || !errors.Is(err, errPortTaken) || ctx.Err() != nil {
+			return c, err
+		}
+		c.killAll()
+		for _, n := range c.nodes {
+			_ = os.RemoveAll(filepath.Join(n.dir, "data"))
+		}
+	}
+}
+
+var errPortTaken = errors.New("a listener port was taken by another process")
+
+// boot picks ports, formats every node and starts them all.
+func (c *apacheCluster) boot(ctx context.Context) error {
+	if err := c.pickPorts(); err != nil {
+		return err
+	}
+	for _, n := range c.nodes {
+		if err := os.WriteFile(n.propertiesPath(), []byte(n.properties()), 0o644); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, len(c.nodes))
+	for i, n := range c.nodes {
+		wg.Go(func() { errs[i] = n.format(ctx) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	c.formatted = time.Since(start)
+	for _, n := range c.nodes {
+		if err := n.start(); err != nil {
+			return err
+		}
+	}
+	if err := c.waitReady(ctx, 3*time.Minute); err != nil {
+		return err
+	}
+	c.startup = time.Since(start)
+	return nil
+}
+
+// pickPorts reserves free loopback ports for every listener of every node,
+// holding them all until all are chosen so that none is chosen twice.
+func (c *apacheCluster) pickPorts() error {
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			_ = l.Close()
+		}
+	}()
+	for _, n := range c.nodes {
+		for i := range n.ports {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return err
+			}
+			held = append(held, l)
+			n.ports[i] = l.Addr().(*net.TCPAddr).Port
+		}
+	}
+	return nil
+}
+
+func (c *apacheCluster) keyStorePath() string { return filepath.Join(c.dir, "server.pem") }
+
+// addrs are the nodes' addresses on the listeners of one security kind.
+func (c *apacheCluster) addrs(s security) []string {
+	out := make([]string, len(c.nodes))
+	for i, n := range c.nodes {
+		out[i] = n.addr(s)
+	}
+	return out
+}
+
+func (n *apacheNode) addr(s security) string { return "127.0.0.1:" + strconv.Itoa(n.ports[s]) }
+
+func (n *apacheNode) propertiesPath() string { return filepath.Join(n.dir, "server.properties") }
+
+// properties is the node's server.properties: KRaft combined mode, one
+// listener per security kind, and settings for fast start-up and short
+// test timeouts.
+func (n *apacheNode) properties() string {
+	c := n.c
+	var b strings.Builder
+	p := func(k string, v any) { fmt.Fprintf(&b, "%s=%v\n", k, v) }
+	b.WriteString("# Generated by internal/kafkatest.\n")
+	p("process.roles", "broker,controller")
+	p("node.id", n.id)
+	voters := make([]string, len(c.nodes))
+	for i, o := range c.nodes {
+		voters[i] = fmt.Sprintf("%d@127.0.0.1:%d", o.id, o.ports[controllerPort])
+	}
+	p("controller.quorum.voters", strings.Join(voters, ","))
+	p("controller.listener.names", "CONTROLLER")
+	p("inter.broker.listener.name", "PLAINTEXT")
+	var listeners, advertised []string
+	for s := range numSecurity {
+		l := s.listener() + "://" + n.addr(s)
+		listeners = append(listeners, l)
+		advertised = append(advertised, l)
+	}
+	listeners = append(listeners, fmt.Sprintf("CONTROLLER://127.0.0.1:%d", n.ports[controllerPort]))
+	p("listeners", strings.Join(listeners, ","))
+	p("advertised.listeners", strings.Join(advertised, ","))
+	p("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT")
+	p("log.dirs", filepath.ToSlash(filepath.Join(n.dir, "data")))
+
+	// TLS: a PEM key store (unencrypted key and chain); clients are not
+	// authenticated by certificate.
+	p("ssl.keystore.type", "PEM")
+	p("ssl.keystore.location", filepath.ToSlash(c.keyStorePath()))
+	// SASL: SCRAM-SHA-512 only; the user is added when formatting.
+	p("sasl.enabled.mechanisms", "SCRAM-SHA-512")
+	for _, l := range []string{"sasl_plaintext", "sasl_ssl"} {
+		p("listener.name."+l+".scram-sha-512.sasl.jaas.config", "org.apache.kafka.common.security.scram.ScramLoginModule required;")
+	}
+
+	// Replication: everything on every node of a cluster, and acks=all
+	// needing two replicas, so that a cluster survives the loss of one
+	// node without losing acknowledged records.
+	rf := min(len(c.nodes), 3)
+	minISR := min(len(c.nodes), 2)
+	p("num.partitions", 1)
+	p("default.replication.factor", rf)
+	p("min.insync.replicas", minISR)
+	p("offsets.topic.replication.factor", rf)
+	p("offsets.topic.num.partitions", 4)
+	p("transaction.state.log.replication.factor", rf)
+	p("transaction.state.log.min.isr", minISR)
+	p("transaction.state.log.num.partitions", 4)
+	p("share.coordinator.state.topic.replication.factor", rf)
+	p("share.coordinator.state.topic.min.isr", minISR)
+
+	// Groups: no initial rebalance delay, and short sessions allowed so
+	// that tests replace a stopped member in seconds.
+	p("group.initial.rebalance.delay.ms", 0)
+	p("group.min.session.timeout.ms", 100)
+
+	// A small footprint: few threads, a small cleaner buffer (the default
+	// 128 MiB would not fit the heap), and retention applied within a
+	// second so that tests of records lost to retention run fast.
+	p("num.network.threads", 2)
+	p("num.io.threads", 4)
+	p("background.threads", 2)
+	p("num.replica.fetchers", 1)
+	p("num.recovery.threads.per.data.dir", 1)
+	p("log.cleaner.threads", 1)
+	p("log.cleaner.dedupe.buffer.size", 8<<20)
+	p("log.retention.check.interval.ms", 1000)
+	p("log.initial.task.delay.ms", 1000) // 30 s by default: no retention before that
+	if len(c.nodes) > 1 {
+		// A killed node is fenced, and leaves the ISRs, within seconds.
+		p("broker.heartbeat.interval.ms", 500)
+		p("broker.session.timeout.ms", 4000)
+		p("replica.lag.time.max.ms", 8000)
+	}
+	return b.String()
+}
+
+// jvmArgs are the JVM options of every process: a modest heap, and a
+// compiler and collector chosen for start-up time and footprint over peak
+// throughput.
+func (c *apacheCluster) jvmArgs(heap string) []string {
+	return []string{
+		"-Xms32m", "-Xmx" + heap,
+		"-XX:+UseSerialGC",
+		"-XX:TieredStopAtLevel=1",
+		"-XX:+ExitOnOutOfMemoryError",
+		"-XX:-UsePerfData",
+		"-Djava.awt.headless=true",
+		"-Dorg.slf4j.simpleLogger.showDateTime=true",
+		"-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
+		"-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
+		"-Dorg.slf4j.simpleLogger.log.org.apache.kafka.common.config.AbstractConfig=warn",
+		"-Dorg.slf4j.simpleLogger.log.kafka.server.KafkaConfig=warn",
+		"-cp", c.classpath,
+	}
+}
+
+// format runs Kafka's StorageTool on the node's data directory, adding the
+// SCRAM user.
+func (n *apacheNode) format(ctx context.Context) error {
+	c := n.c
+	args := append(c.jvmArgs("256m"), "kafka.tools.StorageTool", "format",
+		"--cluster-id", c.clusterID, "--config", n.propertiesPath(),
+		"--add-scram", fmt.Sprintf("SCRAM-SHA-512=[name=%s,password=%s]", scramUser, c.password))
+	cmd := exec.CommandContext(ctx, c.java, args...)
+	cmd.Dir = n.dir
+	cmd.SysProcAttr = childProcAttr()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("format the storage of node %d (kafka.tools.StorageTool): %w\n%s", n.id, err, redactSecret(out, c.password))
+	}
+	return nil
+}
+
+// start launches the node's JVM, appending its output to its log file.
+func (n *apacheNode) start() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.running() {
+		return fmt.Errorf("node %d is running already", n.id)
+	}
+	log, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer log.Close() // the child has its own descriptor
+	fmt.Fprintf(log, "=== kafkatest: starting node %d (Apache Kafka %s) at %s ===\n", n.id, n.c.spec.version, time.Now().Format(time.RFC3339Nano))
+	cmd := exec.Command(n.c.java, append(n.c.jvmArgs(n.c.spec.heap), "kafka.Kafka", n.propertiesPath())...)
+	cmd.Dir = n.dir
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = childProcAttr()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start node %d: %w", n.id, err)
+	}
+	n.cmd, n.waited = cmd, false
+	return nil
+}
+
+// running reports whether the JVM is alive, reaping it when it has
+// exited; n.mu must be held. It polls rather than waiting in a goroutine:
+// the shared broker outlives the tests that check for leaked goroutines.
+func (n *apacheNode) running() bool {
+	if n.cmd == nil || n.waited {
+		return false
+	}
+	if !exited(n.cmd.Process) {
+		return true
+	}
+	_ = n.cmd.Wait()
+	n.waited = true
+	return false
+}
+
+// kill sends SIGKILL and waits for the JVM to exit.
+func (n *apacheNode) kill() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.running() {
+		return
+	}
+	_ = n.cmd.Process.Kill() // SIGKILL: no shutdown hook runs
+	_ = n.cmd.Wait()
+	n.waited = true
+}
+
+// pid is the JVM's process id, 0 when it is not running.
+func (n *apacheNode) pid() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.running() {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
+// waitReady returns once every node answers Metadata listing every node,
+// or fails early with the log of a node that exited.
+func (c *apacheCluster) waitReady(ctx context.Context, within time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	for _, n := range c.nodes {
+		if err := n.waitReady(ctx, len(c.nodes)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitReady polls the node's PLAINTEXT listener until its Metadata lists
+// want live brokers, itself included.
+func (n *apacheNode) waitReady(ctx context.Context, want int) error {
+	var last error
+	for {
+		n.mu.Lock()
+		started, alive := n.cmd != nil, n.running()
+		n.mu.Unlock()
+		if !started {
+			return fmt.Errorf("node %d is not running", n.id)
+		}
+		if !alive {
+			err := fmt.Errorf("node %d exited during start-up; its log %s ends with:\n%s", n.id, n.logPath, tail(n.logPath, 6<<10))
+			if bytes.Contains(readFile(n.logPath), []byte("Address already in use")) {
+				err = fmt.Errorf("%w: %w", errPortTaken, err)
+			}
+			return err
+		}
+		last = n.probe(ctx, want)
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node %d not ready: %w (last: %v); its log %s ends with:\n%s", n.id, ctx.Err(), last, n.logPath, tail(n.logPath, 6<<10))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (n *apacheNode) probe(ctx context.Context, want int) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	conn, err := (&kafka.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", n.addr(secPlain))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+	brokers, err := conn.Brokers()
+	if err != nil {
+		return err
+	}
+	self := false
+	for _, b := range brokers {
+		self = self || b.ID == n.id
+	}
+	if len(brokers) < want || !self {
+		return fmt.Errorf("metadata lists %d of %d brokers (itself: %v)", len(brokers), want, self)
+	}
+	return nil
+}
+
+// killAll kills every node's JVM.
+func (c *apacheCluster) killAll() {
+	var wg sync.WaitGroup
+	for _, n := range c.nodes {
+		wg.Go(n.kill)
+	}
+	wg.Wait()
+}
+
+// close kills the cluster and removes its directory, unless keep: then
+// the logs stay for whoever reads the failure.
+func (c *apacheCluster) close(keep bool) {
+	c.closeOnce.Do(func() {
+		c.killAll()
+		if !keep {
+			_ = os.RemoveAll(c.dir)
+		}
+	})
+}
+
+// logs names the nodes' log files.
+func (c *apacheCluster) logs() string {
+	paths := make([]string, len(c.nodes))
+	for i, n := range c.nodes {
+		paths[i] = n.logPath
+	}
+	return strings.Join(paths, " ")
+}
+
+// rssBytes is the resident set size of a process (Linux only).
+func rssBytes(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmRSS in /proc/pid/status")
+}
+
+// randomClusterID is a KRaft cluster id: 16 random bytes, base64url, not
+// starting with "-" (as Kafka's own Uuid.randomUuid, so that command-line
+// parsers do not take it for an option).
+func randomClusterID() string {
+	for {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		if id := base64.RawURLEncoding.EncodeToString(b[:]); id[0] != '-' {
+			return id
+		}
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func readFile(path string) []byte {
+	b, _ := os.ReadFile(path)
+	return b
+}
+
+// tail returns the last max bytes of a file, from a line start.
+func tail(path string, max int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > max {
+		_, _ = f.Seek(st.Size()-max, io.SeekStart)
+	}
+	b, _ := io.ReadAll(f)
+	if i := bytes.IndexByte(b, '\n'); i >= 0 && int64(len(b)) == max {
+		b = b[i+1:]
+	}
+	return string(b)
+}
+
+func redactSecret(b []byte, secret string) string {
+	return strings.ReplaceAll(string(b), secret, "<redacted>")
+}
