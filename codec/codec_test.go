@@ -105,7 +105,7 @@ func TestAcknowledgementMessages(t *testing.T) {
 	})
 	t.Run("PR-era key and instance shapes", func(t *testing.T) {
 		m := codec.NewCombinedMessage(testingTID, a, codec.InstanceID{Instance: 1, UserMemory: "1 MB"})
-		m.InstanceKey = codec.InstanceKeyInvoker
+		m.Era = codec.EraPR
 		b, err := codec.Marshal(m)
 		if err != nil {
 			t.Fatal(err)

@@ -257,46 +257,67 @@ func appendTID(dst []byte, t *TransactionID, depth int) ([]byte, error) {
 	return append(dst, ']'), nil
 }
 
-func appendInstance(dst []byte, in *InstanceID) ([]byte, error) {
+// appendInstance writes an instance id as the controllers of era read it.
+// Raw, when set, is written as is. An invoker's id (IsInvoker) is written
+// complete: at EraMaster as OpenWhisk's InvokerInstanceId.serdes writes it
+// (instanceType "invoker", tags and dedicatedNamespaces as [] when nil), at
+// EraPR as the v1 id. Other ids are written {"asString","instanceType"};
+// PR-era controllers read no such id.
+func appendInstance(dst []byte, in *InstanceID, era Era) ([]byte, error) {
+	key := era.InstanceKey()
 	if len(in.Raw) > 0 {
-		return appendRaw(dst, in.Raw, "instance")
+		return appendRaw(dst, in.Raw, key)
 	}
-	if in.Type != "" && in.Type != "invoker" || in.AsString != "" {
+	if !in.IsInvoker() {
+		switch {
+		case era == EraPR:
+			return nil, invalidInput(key, "is not an invoker's id (instanceType "+strconv.Quote(in.Type)+
+				", asString "+strconv.Quote(in.AsString)+"); PR-era controllers read only invoker ids")
+		case in.Type == "":
+			return nil, invalidInput(key+".instanceType", "is empty for an instance with asString "+strconv.Quote(in.AsString))
+		}
 		dst = append(dst, `{"asString":`...)
 		dst = appendString(dst, in.AsString)
-		if in.Type != "" {
-			dst = append(dst, `,"instanceType":`...)
-			dst = appendString(dst, in.Type)
-		}
+		dst = append(dst, `,"instanceType":`...)
+		dst = appendString(dst, in.Type)
 		return append(dst, '}'), nil
+	}
+	// Both eras' readers fail on a userMemory ByteSize cannot parse.
+	if !byteSize.MatchString(in.UserMemory) {
+		return nil, invalidInput(key+".userMemory", strconv.Quote(in.UserMemory)+` is not a byte size like "1024 MB"`)
 	}
 	dst = append(dst, `{"instance":`...)
 	dst = strconv.AppendInt(dst, int64(in.Instance), 10)
-	if in.UniqueName != "" {
-		dst = append(dst, `,"uniqueName":`...)
-		dst = appendString(dst, in.UniqueName)
+	if era == EraPR {
+		// jsonFormat(InvokerInstanceId.apply, "instance", "uniqueName", "displayedName", "userMemory")
+		dst = appendOptional(dst, `,"uniqueName":`, in.UniqueName)
+		dst = appendOptional(dst, `,"displayedName":`, in.DisplayedName)
+		dst = append(dst, `,"userMemory":`...)
+		dst = appendString(dst, in.UserMemory)
+		return append(dst, '}'), nil
 	}
-	if in.DisplayedName != "" {
-		dst = append(dst, `,"displayedName":`...)
-		dst = appendString(dst, in.DisplayedName)
+	if in.BusyMemory != "" && !byteSize.MatchString(in.BusyMemory) {
+		return nil, invalidInput(key+".busyMemory", strconv.Quote(in.BusyMemory)+` is not a byte size like "512 MB"`)
 	}
 	dst = append(dst, `,"userMemory":`...)
 	dst = appendString(dst, in.UserMemory)
-	if in.BusyMemory != "" {
-		dst = append(dst, `,"busyMemory":`...)
-		dst = appendString(dst, in.BusyMemory)
-	}
-	if in.Type != "" {
-		dst = append(dst, `,"instanceType":`...)
-		dst = appendString(dst, in.Type)
-	}
-	if in.Tags != nil || in.DedicatedNamespaces != nil {
-		dst = append(dst, `,"tags":`...)
-		dst = appendStrings(dst, in.Tags)
-		dst = append(dst, `,"dedicatedNamespaces":`...)
-		dst = appendStrings(dst, in.DedicatedNamespaces)
-	}
+	dst = appendOptional(dst, `,"busyMemory":`, in.BusyMemory)
+	dst = append(dst, `,"instanceType":"invoker","tags":`...)
+	dst = appendStrings(dst, in.Tags)
+	dst = append(dst, `,"dedicatedNamespaces":`...)
+	dst = appendStrings(dst, in.DedicatedNamespaces)
+	dst = appendOptional(dst, `,"uniqueName":`, in.UniqueName)
+	dst = appendOptional(dst, `,"displayedName":`, in.DisplayedName)
 	return append(dst, '}'), nil
+}
+
+// appendOptional writes member (`,"name":`) and s unless s is empty, as
+// spray-json leaves out an Option that is None.
+func appendOptional(dst []byte, member, s string) []byte {
+	if s == "" {
+		return dst
+	}
+	return appendString(append(dst, member...), s)
 }
 
 func appendStrings(dst []byte, list []string) []byte {

@@ -258,7 +258,7 @@ func checkAckKind(t *testing.T, base string, m codec.Message) {
 		if c.ActivationID != "be97c2fed5dc43d097c2fed5dc73d085" || m.Activation() != nil {
 			t.Fatalf("completion %+v", c)
 		}
-		checkInstance(t, base, c.InstanceKey, c.Instance)
+		checkInstance(t, base, c.Era, c.Instance)
 	case strings.Contains(base, "_combined_"):
 		c, ok := m.(*codec.CombinedMessage)
 		if !ok {
@@ -274,20 +274,20 @@ func checkAckKind(t *testing.T, base string, m codec.Message) {
 		if c.Response != nil && (c.Response.Response.StatusCode == store.StatusWhiskError) != wantSys {
 			t.Fatalf("status code %d disagrees with isSystemError", c.Response.Response.StatusCode)
 		}
-		checkInstance(t, base, c.InstanceKey, c.Instance)
+		checkInstance(t, base, c.Era, c.Instance)
 	default:
 		t.Fatalf("unclassified ack vector %s", base)
 	}
 }
 
-func checkInstance(t *testing.T, base, key string, in codec.InstanceID) {
+func checkInstance(t *testing.T, base string, era codec.Era, in codec.InstanceID) {
 	t.Helper()
-	wantKey := "instance"
+	wantEra := codec.EraMaster
 	if strings.HasPrefix(base, "v1_") {
-		wantKey = "invoker"
+		wantEra = codec.EraPR
 	}
-	if key != wantKey {
-		t.Fatalf("instance key %q, want %q", key, wantKey)
+	if era != wantEra {
+		t.Fatalf("era %v, want %v", era, wantEra)
 	}
 	if !in.IsInvoker() {
 		t.Fatalf("instance %+v is not an invoker", in)

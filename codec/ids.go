@@ -122,16 +122,19 @@ func (d *decoder) tidValue() (*TransactionID, error) {
 //   - anything else, kept as is.
 type InstanceID struct {
 	// Type is the instanceType member: "invoker", "controller", …; "" when
-	// absent (v1 invoker ids).
+	// absent (v1 invoker ids). Writers may leave it empty for an invoker:
+	// the id is written with the instanceType its era needs.
 	Type          string
 	Instance      int    // the invoker's number
 	AsString      string // a controller's or scheduler's id
 	UniqueName    string
 	DisplayedName string
-	UserMemory    string // ByteSize as written, e.g. "1024 MB"
-	BusyMemory    string
-	Tags          []string
-	// DedicatedNamespaces are the namespaces the invoker serves exclusively.
+	UserMemory    string // ByteSize as written, e.g. "1024 MB"; required
+	BusyMemory    string // optional ByteSize
+	// Tags select the actions the invoker runs; nil is written as [].
+	Tags []string
+	// DedicatedNamespaces are the namespaces the invoker serves
+	// exclusively; nil is written as [].
 	DedicatedNamespaces []string
 	// Raw is the JSON as read (compacted). When set, it is written back
 	// unchanged, so that re-encoding a decoded message keeps members this
@@ -242,7 +245,9 @@ func (d *decoder) stringsLenient() ([]string, error) {
 	}
 }
 
-// MarshalJSON writes Raw when set, else the fields in the shape of Type.
+// MarshalJSON writes Raw when set, else the fields as OpenWhisk master
+// reads them (see Era): an invoker's id complete, with instanceType
+// "invoker" and tags and dedicatedNamespaces as arrays.
 func (i InstanceID) MarshalJSON() ([]byte, error) {
-	return appendInstance(nil, &i)
+	return appendInstance(nil, &i, EraMaster)
 }

@@ -2,6 +2,7 @@ package codec
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/go-whisk/activationstore/store"
 )
@@ -14,10 +15,10 @@ type Message interface {
 	Activation() *store.Activation
 }
 
-// Instance member names of completion and combined messages.
+// Instance member names of completion and combined messages (see Era).
 const (
-	InstanceKey        = "instance" // OpenWhisk master (since June 2020)
-	InstanceKeyInvoker = "invoker"  // PR #4632 era and before
+	InstanceKey        = "instance" // EraMaster: OpenWhisk 1.0.0 and later
+	InstanceKeyInvoker = "invoker"  // EraPR: PR #4632 era and before
 )
 
 // ResultMessage is OpenWhisk's ResultMessage: {"transid", "response"}. The
@@ -39,9 +40,11 @@ type CompletionMessage struct {
 	ActivationID  string
 	IsSystemError *bool // nil when absent
 	Instance      InstanceID
-	// InstanceKey is the member the instance was read from: "instance"
-	// (master) or "invoker" (PR era); "" writes "instance".
-	InstanceKey string
+	// Era picks the controllers that can read the message when it is
+	// written: the instance goes under "instance" as a complete current
+	// InvokerInstanceId (EraMaster, the zero value), or under "invoker" as
+	// a v1 id (EraPR). Decode sets it from the member it read.
+	Era Era
 }
 
 // Activation returns nil: a completion carries no activation.
@@ -55,7 +58,7 @@ type CombinedMessage struct {
 	ActivationID  string            // the id when shrunk; "" when Response is set
 	IsSystemError *bool             // nil when absent
 	Instance      InstanceID
-	InstanceKey   string // as in CompletionMessage
+	Era           Era // as in CompletionMessage
 }
 
 // Activation returns the activation, or nil when the message was shrunk.
@@ -91,9 +94,9 @@ func Decode(b []byte) (Message, error) {
 		}
 		return &ActivationRecord{Record: a}, nil
 	}
-	inst, key, completion := r.instance, InstanceKey, r.has(fInstance)
+	inst, era, completion := r.instance, EraMaster, r.has(fInstance)
 	if !completion && r.has(fInvoker) {
-		inst, key, completion = r.invoker, InstanceKeyInvoker, true
+		inst, era, completion = r.invoker, EraPR, true
 	}
 	var sysErr *bool
 	if completion {
@@ -109,7 +112,7 @@ func Decode(b []byte) (Message, error) {
 		if err := r.check("", 1<<fActivationID, 0); err != nil {
 			return nil, err
 		}
-		return &CompletionMessage{TransID: r.tid, ActivationID: r.activationID, IsSystemError: sysErr, Instance: inst, InstanceKey: key}, nil
+		return &CompletionMessage{TransID: r.tid, ActivationID: r.activationID, IsSystemError: sysErr, Instance: inst, Era: era}, nil
 	}
 	if err := r.check("", 1<<fResponse, 0); err != nil {
 		return nil, err
@@ -121,7 +124,7 @@ func Decode(b []byte) (Message, error) {
 		}
 	}
 	if completion {
-		return &CombinedMessage{TransID: r.tid, Response: a, ActivationID: r.respID, IsSystemError: sysErr, Instance: inst, InstanceKey: key}, nil
+		return &CombinedMessage{TransID: r.tid, Response: a, ActivationID: r.respID, IsSystemError: sysErr, Instance: inst, Era: era}, nil
 	}
 	return &ResultMessage{TransID: r.tid, Response: a, ActivationID: r.respID}, nil
 }
@@ -148,17 +151,17 @@ func Marshal(m Message) ([]byte, error) {
 		dst, err = appendAckHead(dst, &m.TransID, m.Response, m.ActivationID)
 	case *CombinedMessage:
 		if dst, err = appendAckHead(dst, &m.TransID, m.Response, m.ActivationID); err == nil {
-			dst, err = appendAckTail(dst, m.IsSystemError, &m.Instance, m.InstanceKey)
+			dst, err = appendAckTail(dst, m.IsSystemError, &m.Instance, m.Era)
 		}
 	case *CompletionMessage:
 		if m.ActivationID == "" {
 			return nil, invalidInput("activationId", "is empty")
 		}
-		dst = append(make([]byte, 0, 256), `{"transid":`...)
+		dst = append(slices.Grow(dst, 256), `{"transid":`...)
 		if dst, err = appendTID(dst, &m.TransID, 0); err == nil {
 			dst = append(dst, `,"activationId":`...)
 			dst = appendString(dst, m.ActivationID)
-			dst, err = appendAckTail(dst, m.IsSystemError, &m.Instance, m.InstanceKey)
+			dst, err = appendAckTail(dst, m.IsSystemError, &m.Instance, m.Era)
 		}
 	case nil:
 		return nil, invalidInput("message", "is nil")
@@ -171,12 +174,14 @@ func Marshal(m Message) ([]byte, error) {
 	return append(dst, '}'), nil
 }
 
+// appendAckHead appends {"transid":…,"response":… to dst, growing it once
+// for the whole message.
 func appendAckHead(dst []byte, tid *TransactionID, a *store.Activation, id string) ([]byte, error) {
 	n := 256
 	if a != nil {
 		n += sizeHint(a)
 	}
-	dst = append(make([]byte, 0, n), `{"transid":`...)
+	dst = append(slices.Grow(dst, n), `{"transid":`...)
 	dst, err := appendTID(dst, tid, 0)
 	if err != nil {
 		return nil, err
@@ -197,7 +202,10 @@ func appendAckHead(dst []byte, tid *TransactionID, a *store.Activation, id strin
 	return dst, nil
 }
 
-func appendAckTail(dst []byte, sysErr *bool, in *InstanceID, key string) ([]byte, error) {
+func appendAckTail(dst []byte, sysErr *bool, in *InstanceID, era Era) ([]byte, error) {
+	if era != EraMaster && era != EraPR {
+		return nil, invalidInput("era", "is "+era.String()+": want EraMaster or EraPR")
+	}
 	if sysErr != nil {
 		dst = append(dst, `,"isSystemError":`...)
 		if *sysErr {
@@ -206,27 +214,27 @@ func appendAckTail(dst []byte, sysErr *bool, in *InstanceID, key string) ([]byte
 			dst = append(dst, "false"...)
 		}
 	}
-	if key == "" {
-		key = InstanceKey
-	}
 	dst = append(dst, ',')
-	dst = appendString(dst, key)
+	dst = appendString(dst, era.InstanceKey())
 	dst = append(dst, ':')
-	return appendInstance(dst, in)
+	return appendInstance(dst, in, era)
 }
 
 // NewCombinedMessage builds the ack an invoker sends for a blocking
 // activation, as OpenWhisk's constructor does: IsSystemError is whether the
-// activation ended in a whisk error.
+// activation ended in a whisk error. The message is for EraMaster
+// controllers; set Era to EraPR for controllers of the PR era. in is the
+// sending invoker (its Type may be left empty); Marshal writes it complete.
 func NewCombinedMessage(tid TransactionID, a *store.Activation, in InstanceID) *CombinedMessage {
 	sys := a.Response.StatusCode == store.StatusWhiskError
-	return &CombinedMessage{TransID: tid, Response: a, IsSystemError: &sys, Instance: in, InstanceKey: InstanceKey}
+	return &CombinedMessage{TransID: tid, Response: a, IsSystemError: &sys, Instance: in}
 }
 
-// NewCompletionMessage builds the ack that frees an activation's slot.
+// NewCompletionMessage builds the ack that frees an activation's slot, for
+// EraMaster controllers unless Era is set; see NewCombinedMessage.
 func NewCompletionMessage(tid TransactionID, a *store.Activation, in InstanceID) *CompletionMessage {
 	sys := a.Response.StatusCode == store.StatusWhiskError
-	return &CompletionMessage{TransID: tid, ActivationID: a.ActivationID, IsSystemError: &sys, Instance: in, InstanceKey: InstanceKey}
+	return &CompletionMessage{TransID: tid, ActivationID: a.ActivationID, IsSystemError: &sys, Instance: in}
 }
 
 // Shrink returns the message with the activation replaced by its id, as

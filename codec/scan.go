@@ -25,7 +25,6 @@ type decoder struct {
 	// set while skipping, so raw values are copied verbatim unless they must
 	// be compacted (whitespace) or repaired (invalid UTF-8)
 	sawSpace, sawBadUTF8 bool
-	scratch              []byte
 }
 
 type pathElem struct {
@@ -204,14 +203,6 @@ func (d *decoder) end() error {
 		return d.syntaxErr("unexpected " + kindName(d.peek()) + " after the top-level value")
 	}
 	return nil
-}
-
-// isNull consumes a null literal if one is next.
-func (d *decoder) isNull() (bool, error) {
-	if d.peek() != 'n' {
-		return false, nil
-	}
-	return true, d.literal("null")
 }
 
 func (d *decoder) literal(lit string) error {

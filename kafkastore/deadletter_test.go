@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/go-whisk/activationstore/codec"
+	"github.com/go-whisk/activationstore/internal/activationtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/primary/memory"
 	"github.com/go-whisk/activationstore/store"
@@ -81,9 +82,9 @@ func TestPersisterDeadLettersPoisonRecords(t *testing.T) {
 	b.CreateTopic(t, topic, 1, nil)
 	dlq := kafkatest.Topic(t, "completed-dead") // matches the pattern: must still be excluded
 
-	good := []*store.Activation{testActivation("guest"), testActivation("guest"), testActivation("guest")}
-	design := testActivation("_design") // decodes, but store.ValidateActivation refuses it
-	rejected := testActivation("guest") // the primary refuses it
+	good := []*store.Activation{activationtest.New("guest"), activationtest.New("guest"), activationtest.New("guest")}
+	design := activationtest.New("_design") // decodes, but store.ValidateActivation refuses it
+	rejected := activationtest.New("guest") // the primary refuses it
 	missing, err := os.ReadFile("../codec/testdata/vectors/reject-result-activation-missing-fields.json")
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +167,7 @@ func TestPersisterRetriesDeadLetterPublish(t *testing.T) {
 		}
 		return resp, nil, true
 	})
-	a := testActivation("guest")
+	a := activationtest.New("guest")
 	produceValues(t, b, topic, []byte("poison"), resultMessage(t, a))
 	mem := memory.New()
 	group := kafkatest.Topic(t, "group")

@@ -46,8 +46,11 @@
 // decodes each record with codec.Decode, writes the activations in batches
 // to the primary and commits an offset only once every record before it
 // is persisted. A conflict counts as persisted, so redelivery is harmless;
-// undecodable or invalid records go to a dead-letter topic. Scale out by
-// running several persisters in one group.
+// undecodable or invalid records go to a dead-letter topic. A record
+// marked with [HeaderStoreSkip] (an invoker's ack of a blocking activation
+// that its store level or the user's storeActivations=false excludes) is
+// committed without being stored. Scale out by running several persisters
+// in one group.
 //
 // # Options
 //

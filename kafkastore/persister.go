@@ -31,9 +31,11 @@ var ErrPersisterRunning = errors.New("kafkastore: Persister.Run called while it 
 // Records are written in batches (store.BatchStorer when the primary has
 // it, else concurrent Store calls). Failed writes are retried with backoff
 // for as long as they fail, without committing: a primary that is down
-// stops the persister, it does not lose records. Records are stored as
-// they are, without store levels, as OpenWhisk's persister does: whoever
-// published them decided already.
+// stops the persister, it does not lose records. Store levels are not
+// applied here: whoever published a record decided already, and a record
+// its writer decided not to store (an ack that must carry the activation
+// all the same) is marked with HeaderStoreSkip, which the persister
+// honours.
 type Persister struct {
 	primary store.Store
 	batch   store.BatchStorer // nil: concurrent Store calls
@@ -49,6 +51,7 @@ type Persister struct {
 	running atomic.Bool
 	ready   atomic.Bool
 	stats   persisterCounters
+	losses  retentionLosses
 
 	partsMu sync.Mutex
 	parts   []*persistPartition // assigned in the current generation
@@ -399,6 +402,13 @@ func (g *persistGeneration) read(ctx context.Context, ps *persistPartition, out 
 			"offset", ps.start, "err", err)
 		return
 	}
+	// expected is the next offset to read, when known. kafka-go moves a
+	// reader whose offset Kafka deleted to the log start without telling:
+	// a committed offset below it, or a jump while reading, is counted.
+	expected := ps.start
+	if expected >= 0 {
+		p.checkRetention(ctx, ps, expected, -1)
+	}
 	for attempt := 1; ; {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
@@ -414,6 +424,10 @@ func (g *persistGeneration) read(ctx context.Context, ps *persistPartition, out 
 			continue
 		}
 		attempt = 1
+		if expected >= 0 && m.Offset > expected {
+			p.checkRetention(ctx, ps, expected, m.Offset)
+		}
+		expected = m.Offset + 1
 		rec := &persistRecord{msg: m, ps: ps}
 		charged, err := p.budget.acquire(ctx, 2*int64(len(m.Value)+len(m.Key))+persistRecordOverhead)
 		if err != nil {
@@ -424,6 +438,9 @@ func (g *persistGeneration) read(ctx context.Context, ps *persistPartition, out 
 		ps.firstOffset.CompareAndSwap(-1, m.Offset)
 		if m.HighWaterMark > ps.highWaterMark.Load() {
 			ps.highWaterMark.Store(m.HighWaterMark)
+		}
+		if g.skipMarked(rec) { // HeaderStoreSkip: see storeskip.go
+			continue
 		}
 		if !p.classify(rec) {
 			p.stats.skipped.Add(1)
@@ -459,14 +476,20 @@ func (p *Persister) classify(r *persistRecord) bool {
 	return true
 }
 
-// batchLoop groups records into batches bounded by count, bytes and time.
+// batchLoop groups records into batches bounded by count and bytes. A
+// free writer takes at once what has arrived (after the optional batch
+// wait); while every writer is busy, the batch grows up to its limits. So a
+// record is written as soon as it is read at light load, and batches are
+// full under backlog, without a timer on every record.
 func (g *persistGeneration) batchLoop(ctx context.Context, in <-chan *persistRecord, out chan<- []*persistRecord) {
 	cfg := &g.p.cfg
 	var (
 		cur   []*persistRecord
 		bytes int
 		timer = time.NewTimer(time.Hour)
-		wait  <-chan time.Time
+		// ripe: a writer may take cur now. Without a batch wait, as soon
+		// as it holds a record; with one, when the wait is over.
+		ripe bool
 	)
 	timer.Stop()
 	defer timer.Stop()
@@ -476,51 +499,73 @@ func (g *persistGeneration) batchLoop(ctx context.Context, in <-chan *persistRec
 		}
 		cur = nil
 	}
-	flush := func() bool {
-		wait = nil
-		timer.Stop()
-		if len(cur) == 0 {
-			return true
+	full := func() bool { return len(cur) >= cfg.batchRecords || bytes >= cfg.batchBytes }
+	// add appends r, first sending cur when r would overflow it; false
+	// when ctx ended meanwhile (r is released).
+	add := func(r *persistRecord) bool {
+		n := len(r.msg.Value)
+		if len(cur) > 0 && bytes+n > cfg.batchBytes {
+			select {
+			case out <- cur:
+				cur, bytes, ripe = nil, 0, false
+			case <-ctx.Done():
+				g.p.budget.release(r.charged)
+				return false
+			}
 		}
-		select {
-		case out <- cur:
-			cur, bytes = nil, 0
-			return true
-		case <-ctx.Done():
-			abandon()
-			return false
+		cur = append(cur, r)
+		bytes += n
+		if len(cur) == 1 {
+			if cfg.batchWait > 0 {
+				timer.Reset(cfg.batchWait)
+			} else {
+				ripe = true
+			}
 		}
+		return true
 	}
 	for {
+		var send chan<- []*persistRecord
+		var recv <-chan *persistRecord = in
+		if ripe || full() {
+			send = out
+		}
+		if full() {
+			recv = nil // backpressure: wait for a writer
+		}
 		select {
 		case <-ctx.Done():
 			abandon()
 			return
-		case <-wait:
-			if !flush() {
-				return
-			}
-		case r, ok := <-in:
+		case <-timer.C:
+			ripe = len(cur) > 0
+		case send <- cur:
+			cur, bytes, ripe = nil, 0, false
+			timer.Stop()
+		case r, ok := <-recv:
 			if !ok {
 				abandon()
 				return
 			}
-			n := len(r.msg.Value)
-			if len(cur) > 0 && bytes+n > cfg.batchBytes {
-				if !flush() {
-					g.p.budget.release(r.charged)
-					return
-				}
+			if !add(r) {
+				abandon()
+				return
 			}
-			cur = append(cur, r)
-			bytes += n
-			if len(cur) == 1 {
-				timer.Reset(cfg.batchWait)
-				wait = timer.C
-			}
-			if len(cur) >= cfg.batchRecords || bytes >= cfg.batchBytes {
-				if !flush() {
-					return
+			// Take what else has arrived already, so that a free writer
+			// gets it in one batch rather than record by record.
+			for more := true; more && !full(); {
+				select {
+				case r, ok := <-in:
+					if !ok {
+						abandon()
+						return
+					}
+					if !add(r) {
+						abandon()
+						return
+					}
+				default:
+					more = false
 				}
 			}
 		}
@@ -561,12 +606,14 @@ func (p *Persister) persist(ctx context.Context, rs []*persistRecord, settle fun
 	pending := rs
 	for attempt := 1; len(pending) > 0; attempt++ {
 		errs := p.storeAll(ctx, pending)
+		now := time.Now()
 		var retry []*persistRecord
 		var lastErr error
 		for i, r := range pending {
 			switch err := errs[i]; {
 			case err == nil:
 				p.stats.persisted.Add(1)
+				p.stats.age.observe(now.Sub(r.msg.Time))
 				settle(r)
 			case errors.Is(err, store.ErrConflict):
 				p.stats.conflicts.Add(1)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/go-whisk/activationstore/codec"
+	"github.com/go-whisk/activationstore/internal/activationtest"
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/primary/couchdb"
@@ -41,7 +42,7 @@ func BenchmarkPersisterDrain(b *testing.B) {
 	values := make([][]byte, n)
 	docs := make([][]byte, n)
 	for i := range as {
-		as[i] = testActivation("guest")
+		as[i] = activationtest.New("guest")
 		as[i].Logs = []string{"2024-01-01T00:00:00.000Z stdout: hello", "2024-01-01T00:00:00.001Z stdout: world"}
 		values[i] = resultMessage(b, as[i])
 		d, err := codec.MarshalDocument(as[i], time.Now())

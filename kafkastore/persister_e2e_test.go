@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-whisk/activationstore/internal/activationtest"
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/faultproxy"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
@@ -68,7 +69,7 @@ func TestPersisterEndToEndThroughKafkaStore(t *testing.T) {
 	const n = 10_000
 	as := make([]*store.Activation, n)
 	for i := range as {
-		as[i] = testActivation("guest")
+		as[i] = activationtest.New("guest")
 	}
 	start := time.Now()
 	storeThroughKafka(t, ks, as)
@@ -105,7 +106,7 @@ func TestPersisterIntoCouchDB(t *testing.T) {
 	const n = 1000
 	as := make([]*store.Activation, n)
 	for i := range as {
-		as[i] = testActivation("guest")
+		as[i] = activationtest.New("guest")
 	}
 	storeThroughKafka(t, ks, as)
 	// Half of them replayed: absorbed as conflicts by _bulk_docs.

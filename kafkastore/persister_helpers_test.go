@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/go-whisk/activationstore/codec"
+	"github.com/go-whisk/activationstore/internal/activationtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/store"
 )
@@ -95,28 +96,6 @@ func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() boo
 	}
 }
 
-var activationSeq atomic.Int64
-
-// testActivation returns a valid activation with a fresh id.
-func testActivation(namespace string) *store.Activation {
-	n := activationSeq.Add(1)
-	start := time.UnixMilli(1_700_000_000_000 + n)
-	d := int64(7)
-	return &store.Activation{
-		Namespace:    namespace,
-		Name:         "hello",
-		Subject:      "guest-subject",
-		ActivationID: fmt.Sprintf("%032x", uint64(n)|uint64(time.Now().UnixNano())<<20),
-		Start:        start,
-		End:          start.Add(7 * time.Millisecond),
-		Response:     store.Response{StatusCode: store.StatusSuccess, Result: []byte(fmt.Sprintf(`{"n":%d}`, n))},
-		Logs:         []string{},
-		Version:      store.DefaultVersion,
-		Annotations:  []store.Annotation{{Key: "kind", Value: []byte(`"nodejs:20"`)}},
-		Duration:     &d,
-	}
-}
-
 // resultMessage is what KafkaStore publishes on completed-others.
 func resultMessage(t testing.TB, a *store.Activation) []byte {
 	t.Helper()
@@ -164,7 +143,7 @@ func produceActivations(t testing.TB, b *kafkatest.Broker, topic, namespace stri
 	as := make([]*store.Activation, n)
 	values := make([][]byte, n)
 	for i := range as {
-		as[i] = testActivation(namespace)
+		as[i] = activationtest.New(namespace)
 		values[i] = resultMessage(t, as[i])
 	}
 	produceValues(t, b, topic, values...)
@@ -269,16 +248,6 @@ func checkAllStored(t testing.TB, s store.Store, namespace string, as []*store.A
 	if err != nil || len(list) != min(5, len(as)) {
 		t.Fatalf("List(%s, limit 5) = %d records, %v", namespace, len(list), err)
 	}
-}
-
-// countIn returns how many records the namespace holds.
-func countIn(t testing.TB, s store.Store, namespace string) int {
-	t.Helper()
-	n, err := s.Count(context.Background(), store.Query{Namespace: namespace}, store.UserContext{})
-	if err != nil {
-		t.Fatalf("Count: %v", err)
-	}
-	return n
 }
 
 // innerStore is an embedded store.Store under a name that does not clash with

@@ -19,7 +19,7 @@ const (
 	persisterDefaultTopicRefresh     = 5 * time.Second
 	persisterDefaultBatchRecords     = 500
 	persisterDefaultBatchBytes       = 4 << 20
-	persisterDefaultBatchWait        = 50 * time.Millisecond
+	persisterDefaultBatchWait        = 0
 	persisterDefaultWriteConcurrency = 4
 	persisterDefaultRetryMin         = 100 * time.Millisecond
 	persisterDefaultRetryMax         = 10 * time.Second
@@ -162,9 +162,16 @@ func WithDeadLetterRetention(d time.Duration) Option {
 }
 
 // WithBatch bounds each write to the primary: at most maxRecords records
-// and maxBytes encoded bytes, sent at most maxWait after its first record
-// arrived. Defaults: 500 records, 4 MiB, 50 ms. A record larger than maxBytes goes alone.
-// WithBatch(1, …) persists one record per write.
+// and maxBytes encoded bytes. Defaults: 500 records, 4 MiB, no wait. A
+// record larger than maxBytes goes alone. WithBatch(1, …) persists one
+// record per write.
+//
+// Batches adapt to the load: a free writer (WithWriteConcurrency) takes at
+// once whatever has been read, so at light load a record is readable in the
+// primary milliseconds after it was published; while every writer is busy,
+// the next batch grows up to the limits. maxWait, when positive, holds a
+// batch for at most that long after its first record before a free writer
+// may take it: fewer, larger writes at the price of that much visibility lag.
 func WithBatch(maxRecords, maxBytes int, maxWait time.Duration) Option {
 	return persisterOption("WithBatch", func(c *persisterConfig) error {
 		if maxRecords < 1 || maxBytes < 1 || maxWait < 0 {

@@ -18,6 +18,10 @@ type PersisterStats struct {
 	// Skipped counts records carrying no activation: CompletionMessages and
 	// results shrunk to an activation id.
 	Skipped int64
+	// StoreSkipped counts records not stored because their writer marked
+	// them with HeaderStoreSkip (store level or storeActivations=false).
+	// Not included in Skipped.
+	StoreSkipped int64
 	// Retries counts failed writes to the primary that were retried.
 	Retries int64
 	// DeadLettered counts records published to the dead-letter topic.
@@ -39,6 +43,15 @@ type PersisterStats struct {
 	// MaxInFlightBytes the highest it has been. Both stay at or below the
 	// WithMaxInFlightBytes cap (except for a single record above the cap).
 	InFlightBytes, MaxInFlightBytes int64
+	// RecordAge is how old records were when persisted: the visibility
+	// lag, from publish to readable in the primary.
+	RecordAge AgeHistogram
+	// LostToRetention counts, per partition, the records Kafka deleted
+	// before they were persisted (retention ran out while the persister
+	// lagged or was down). Each loss is also logged at ERROR with its
+	// offsets. Counted by the member that found it; a rebalance before the
+	// next commit can make another member count the same range again.
+	LostToRetention []RetentionLoss
 	// Ready is Ready(); Generation the consumer group generation joined
 	// last (0 before the first).
 	Ready      bool
@@ -66,11 +79,13 @@ type PartitionLag struct {
 
 type persisterCounters struct {
 	persisted, conflicts, skipped, retries atomic.Int64
+	storeSkipped                           atomic.Int64
 	deadLettered, deadLetterRetries        atomic.Int64
 	commits, commitErrors                  atomic.Int64
 	batches, batchRecords, batchNanos      atomic.Int64
 	lastBatchRecords, lastBatchNanos       atomic.Int64
 	generation                             atomic.Int32
+	age                                    ageHistogram
 }
 
 func (c *persisterCounters) batchDone(records int, d time.Duration) {
@@ -90,6 +105,7 @@ func (p *Persister) Stats() PersisterStats {
 		Persisted:         c.persisted.Load(),
 		Conflicts:         c.conflicts.Load(),
 		Skipped:           c.skipped.Load(),
+		StoreSkipped:      c.storeSkipped.Load(),
 		Retries:           c.retries.Load(),
 		DeadLettered:      c.deadLettered.Load(),
 		DeadLetterRetries: c.deadLetterRetries.Load(),
@@ -102,6 +118,8 @@ func (p *Persister) Stats() PersisterStats {
 		LastBatchLatency:  time.Duration(c.lastBatchNanos.Load()),
 		InFlightBytes:     used,
 		MaxInFlightBytes:  peak,
+		RecordAge:         c.age.snapshot(),
+		LostToRetention:   p.losses.snapshot(),
 		Ready:             p.Ready(),
 		Generation:        c.generation.Load(),
 	}

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/go-whisk/activationstore/internal/activationtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/primary/memory"
 	"github.com/go-whisk/activationstore/store"
@@ -236,7 +237,7 @@ func TestPersisterCommitsOnlyContiguousPrefix(t *testing.T) {
 	as := make([]*store.Activation, 100)
 	values := make([][]byte, len(as))
 	for i := range as {
-		as[i] = testActivation("guest")
+		as[i] = activationtest.New("guest")
 		values[i] = resultMessage(t, as[i])
 	}
 	f.failIDs[as[40].ActivationID] = true
@@ -338,7 +339,7 @@ func TestPersisterBoundsInFlightBytes(t *testing.T) {
 	as := make([]*store.Activation, n)
 	values := make([][]byte, n)
 	for i := range as {
-		as[i] = testActivation("guest")
+		as[i] = activationtest.New("guest")
 		as[i].Logs = []string{strconv.Itoa(i) + strings.Repeat("x", 2000)}
 		values[i] = resultMessage(t, as[i])
 	}

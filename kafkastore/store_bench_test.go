@@ -11,6 +11,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/go-whisk/activationstore/codec"
+	"github.com/go-whisk/activationstore/internal/activationtest"
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/kafkastore"
@@ -74,7 +75,7 @@ func benchStore(b *testing.B, broker *kafkatest.Broker, opts ...kafkastore.Optio
 func activations(b testing.TB, n int) []*store.Activation {
 	as := make([]*store.Activation, n)
 	for i := range as {
-		as[i] = newActivation(b)
+		as[i] = activationtest.New("guest")
 	}
 	return as
 }
@@ -106,7 +107,7 @@ func rawSetup(b *testing.B, broker *kafkatest.Broker, batchTimeout time.Duration
 	for i, a := range activations(b, b.N) {
 		msgs[i] = rawMessage(b, a)
 	}
-	warm := rawMessage(b, newActivation(b))
+	warm := rawMessage(b, activationtest.New("guest"))
 	if err := w.WriteMessages(context.Background(), warm); err != nil { // metadata, connections
 		b.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/go-whisk/activationstore/codec"
+	"github.com/go-whisk/activationstore/internal/activationtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/kafkastore"
 	"github.com/go-whisk/activationstore/primary/memory"
@@ -38,30 +38,9 @@ func newActivationID(t testing.TB) string {
 	return hex.EncodeToString(b[:])
 }
 
-func newActivation(t testing.TB) *store.Activation {
-	start := time.UnixMilli(1_700_000_000_123)
-	d := int64(42)
-	return &store.Activation{
-		Namespace:    "guest",
-		Name:         "hello",
-		Subject:      "guest-subject",
-		ActivationID: newActivationID(t),
-		Start:        start,
-		End:          start.Add(42 * time.Millisecond),
-		Response:     store.Response{StatusCode: store.StatusSuccess, Result: json.RawMessage(`{"greeting":"hi"}`)},
-		Logs:         []string{"2023-11-14T22:13:20.123Z stdout: hello"},
-		Version:      "0.0.1",
-		Annotations: []store.Annotation{
-			{Key: "path", Value: json.RawMessage(`"guest/hello"`)},
-			{Key: "kind", Value: json.RawMessage(`"nodejs:20"`)},
-		},
-		Duration: &d,
-	}
-}
-
 // bigActivation returns an activation whose result is about n bytes.
 func bigActivation(t testing.TB, n int) *store.Activation {
-	a := newActivation(t)
+	a := activationtest.New("guest")
 	a.Response.Result = json.RawMessage(`{"blob":"` + strings.Repeat("x", n) + `"}`)
 	return a
 }
@@ -212,7 +191,7 @@ func TestStorePublishesResultMessage(t *testing.T) {
 	primary := memory.New()
 	s, topic := newStore(t, b, primary)
 
-	a := newActivation(t)
+	a := activationtest.New("guest")
 	uc := store.UserContext{TransactionID: "tid0123456789abcdef0123456789abc", ExtraLogging: true}
 	before := time.Now().Add(-time.Second)
 	info, err := s.Store(ctxT(t), a, uc)
@@ -264,7 +243,7 @@ func keys(m map[string]json.RawMessage) []string {
 func TestStoreSystemTransactionID(t *testing.T) {
 	b := kafkatest.Start(t)
 	s, topic := newStore(t, b, memory.New())
-	_, err := s.Store(ctxT(t), newActivation(t), store.UserContext{})
+	_, err := s.Store(ctxT(t), activationtest.New("guest"), store.UserContext{})
 	require.NoError(t, err)
 	recs := records(t, b, topic)
 	require.Len(t, recs, 1)
@@ -282,7 +261,7 @@ func TestStoreLogsInsideActivation(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 
-	a := newActivation(t)
+	a := activationtest.New("guest")
 	a.Logs = []string{"line 1", "line 2", strings.Repeat("l", 10_000)}
 	_, err = s.Store(ctxT(t), a, store.UserContext{TransactionID: "ignored-in-this-mode"})
 	require.NoError(t, err)
@@ -314,7 +293,7 @@ func TestStoreLogsInActivationOverridesTopicName(t *testing.T) {
 		s, err := kafkastore.New(memory.New(), kafkastore.WithBrokers(b.Addr()), kafkastore.WithTopic(topic),
 			kafkastore.WithLogsInActivation(tc.inside))
 		require.NoError(t, err)
-		_, err = s.Store(ctxT(t), newActivation(t), store.UserContext{})
+		_, err = s.Store(ctxT(t), activationtest.New("guest"), store.UserContext{})
 		require.NoError(t, err)
 		require.NoError(t, s.Close())
 		recs := records(t, b, topic)
@@ -345,7 +324,7 @@ func TestStoreInPrimaryReportsBothOutcomes(t *testing.T) {
 	s, topic := newStore(t, b, primary, kafkastore.WithStoreInPrimary(true), kafkastore.WithLogger(logs.logger()))
 	ctx := ctxT(t)
 
-	a := newActivation(t)
+	a := activationtest.New("guest")
 	info, err := s.Store(ctx, a, store.UserContext{})
 	require.NoError(t, err)
 	assert.Equal(t, a.DocID(), info.ID)
@@ -359,7 +338,7 @@ func TestStoreInPrimaryReportsBothOutcomes(t *testing.T) {
 
 	// The primary fails: the record IS in Kafka, and the error says so.
 	primary.broken = true
-	b2 := newActivation(t)
+	b2 := activationtest.New("guest")
 	_, err = s.Store(ctx, b2, store.UserContext{})
 	require.ErrorAs(t, err, &pw)
 	assert.ErrorIs(t, err, errPrimaryDown)
@@ -386,7 +365,7 @@ func TestStoreRejectsInvalidInput(t *testing.T) {
 		"activationId": func(a *store.Activation) { a.ActivationID = "NOT-HEX" },
 		"version":      func(a *store.Activation) { a.Version = "" },
 	} {
-		a := newActivation(t)
+		a := activationtest.New("guest")
 		mutate(a)
 		_, err := s.Store(ctxT(t), a, store.UserContext{})
 		require.ErrorIs(t, err, store.ErrInvalid, name)
@@ -531,7 +510,7 @@ func TestStoreBrokerUnreachable(t *testing.T) {
 			kafkastore.WithPublishTimeout(timeout), kafkastore.WithLogger(logs.logger()))
 		require.NoError(t, err, "without topic creation New does not contact the brokers")
 		defer s.Close()
-		a := newActivation(t)
+		a := activationtest.New("guest")
 		start := time.Now()
 		_, err = s.Store(ctxT(t), a, store.UserContext{})
 		elapsed := time.Since(start)
@@ -558,7 +537,7 @@ func TestStoreBrokerUnreachable(t *testing.T) {
 			kafkastore.WithPublishTimeout(timeout), kafkastore.WithFallbackToPrimary(true), kafkastore.WithLogger(logs.logger()))
 		require.NoError(t, err)
 		defer s.Close()
-		a := newActivation(t)
+		a := activationtest.New("guest")
 		_, err = s.Store(ctxT(t), a, store.UserContext{})
 		require.NoError(t, err, "the fallback stored it")
 		_, err = primary.Get(ctxT(t), a.Namespace, a.ActivationID, store.UserContext{})
@@ -574,7 +553,7 @@ func TestStoreBrokerUnreachable(t *testing.T) {
 			kafkastore.WithPublishTimeout(timeout), kafkastore.WithFallbackToPrimary(true))
 		require.NoError(t, err)
 		defer s.Close()
-		_, err = s.Store(ctxT(t), newActivation(t), store.UserContext{})
+		_, err = s.Store(ctxT(t), activationtest.New("guest"), store.UserContext{})
 		require.ErrorIs(t, err, kafkastore.ErrPublish)
 		require.ErrorIs(t, err, errPrimaryDown)
 		assert.Contains(t, err.Error(), "primary instead failed")
@@ -597,11 +576,11 @@ func TestStoreBrokerGoesAway(t *testing.T) {
 	s, err := kafkastore.New(primary, kafkastore.WithBrokers(b.Addr()), kafkastore.WithTopic(topic),
 		kafkastore.WithPublishTimeout(time.Second), kafkastore.WithFallbackToPrimary(true))
 	require.NoError(t, err)
-	_, err = s.Store(ctxT(t), newActivation(t), store.UserContext{})
+	_, err = s.Store(ctxT(t), activationtest.New("guest"), store.UserContext{})
 	require.NoError(t, err)
 	b.Close()
 
-	a := newActivation(t)
+	a := activationtest.New("guest")
 	start := time.Now()
 	_, err = s.Store(ctxT(t), a, store.UserContext{})
 	require.NoError(t, err, "stored in the primary by the fallback")
@@ -620,7 +599,7 @@ func TestStoreHonoursContext(t *testing.T) {
 	s, topic := newStore(t, b, memory.New())
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := s.Store(ctx, newActivation(t), store.UserContext{})
+	_, err := s.Store(ctx, activationtest.New("guest"), store.UserContext{})
 	require.ErrorIs(t, err, context.Canceled)
 	assert.Zero(t, total(t, b, topic), "a cancelled Store publishes nothing")
 }
@@ -634,7 +613,7 @@ func TestStoreConcurrent(t *testing.T) {
 	for range callers {
 		wg.Go(func() {
 			for range each {
-				if _, err := s.Store(ctxT(t), newActivation(t), store.UserContext{}); err != nil {
+				if _, err := s.Store(ctxT(t), activationtest.New("guest"), store.UserContext{}); err != nil {
 					errs <- err
 				}
 			}
@@ -679,10 +658,10 @@ func TestNewCreatesTopic(t *testing.T) {
 	// A second store on the existing topic is fine.
 	s2, err := kafkastore.New(memory.New(), kafkastore.WithBrokers(b.Addr()), kafkastore.WithTopic(topic))
 	require.NoError(t, err)
-	_, err = s2.Store(ctxT(t), newActivation(t), store.UserContext{})
+	_, err = s2.Store(ctxT(t), activationtest.New("guest"), store.UserContext{})
 	require.NoError(t, err)
 	require.NoError(t, s2.Close())
-	_, err = s.Store(ctxT(t), newActivation(t), store.UserContext{})
+	_, err = s.Store(ctxT(t), activationtest.New("guest"), store.UserContext{})
 	require.NoError(t, err)
 	assert.Equal(t, int64(2), total(t, b, topic))
 }
@@ -759,12 +738,12 @@ func TestCloseTwiceAndStoreAfterClose(t *testing.T) {
 	topic := kafkatest.Topic(t, "completed")
 	s, err := kafkastore.New(primary, kafkastore.WithBrokers(b.Addr()), kafkastore.WithTopic(topic))
 	require.NoError(t, err)
-	_, err = s.Store(ctxT(t), newActivation(t), store.UserContext{})
+	_, err = s.Store(ctxT(t), activationtest.New("guest"), store.UserContext{})
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
 	require.NoError(t, s.Close(), "a second Close is a no-op")
 
-	_, err = s.Store(ctxT(t), newActivation(t), store.UserContext{})
+	_, err = s.Store(ctxT(t), activationtest.New("guest"), store.UserContext{})
 	require.ErrorIs(t, err, kafkastore.ErrClosed)
 	_, err = s.Get(ctxT(t), "guest", newActivationID(t), store.UserContext{})
 	require.ErrorIs(t, err, kafkastore.ErrClosed)
@@ -782,7 +761,7 @@ func TestCloseWaitsForStoresInProgress(t *testing.T) {
 	published := 0
 	for range n {
 		wg.Go(func() {
-			_, err := s.Store(ctxT(t), newActivation(t), store.UserContext{})
+			_, err := s.Store(ctxT(t), activationtest.New("guest"), store.UserContext{})
 			if err == nil {
 				mu.Lock()
 				published++
@@ -801,7 +780,7 @@ func TestCloseWaitsForStoresInProgress(t *testing.T) {
 func TestReadsAndDeletesGoToThePrimary(t *testing.T) {
 	b := kafkatest.Start(t)
 	primary := memory.New()
-	a := newActivation(t)
+	a := activationtest.New("guest")
 	_, err := primary.Store(ctxT(t), a, store.UserContext{})
 	require.NoError(t, err)
 	s, _ := newStore(t, b, primary)
@@ -816,40 +795,4 @@ func TestReadsAndDeletesGoToThePrimary(t *testing.T) {
 	assert.Len(t, l, 1)
 	require.NoError(t, s.Delete(ctxT(t), a.Namespace, a.ActivationID, store.UserContext{}))
 	assert.Zero(t, primary.Len())
-}
-
-func TestStoreRecordReadByKcat(t *testing.T) {
-	kcat, err := exec.LookPath("kcat")
-	require.NoError(t, err, "kcat is required by this test: install it (Debian/Ubuntu: apt-get install -y kcat)")
-	b := kafkatest.Start(t)
-	s, topic := newStore(t, b, memory.New(), kafkastore.WithTopicPartitions(1))
-	a := newActivation(t)
-	_, err = s.Store(ctxT(t), a, store.UserContext{TransactionID: "kcattid"})
-	require.NoError(t, err)
-
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctxT(t), kcat, "-b", b.Addr(), "-C", "-t", topic, "-p", "0", "-o", "beginning",
-		"-c", "1", "-e", "-J", "-X", "broker.address.family=v4")
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	require.NoError(t, cmd.Run(), "kcat: %s", stderr.String())
-	// kcat exits 0 on some consume failures: its stderr tells.
-	require.NotContains(t, strings.ToLower(stderr.String()), "error", "kcat stderr")
-
-	var env struct {
-		Key     string   `json:"key"`
-		Payload string   `json:"payload"`
-		Headers []string `json:"headers"`
-		Offset  int64    `json:"offset"`
-	}
-	require.NoError(t, json.Unmarshal(stdout.Bytes(), &env), "kcat -J output %q", stdout.String())
-	assert.Equal(t, a.ActivationID, env.Key)
-	assert.Equal(t, []string{
-		kafkastore.HeaderContentType, kafkastore.ContentTypeResultMessage,
-		kafkastore.HeaderNamespace, "guest",
-		kafkastore.HeaderActivationID, a.ActivationID,
-	}, env.Headers)
-	msg, err := codec.Decode([]byte(env.Payload))
-	require.NoError(t, err, "the payload kcat read decodes")
-	assert.Equal(t, a.DocID(), msg.Activation().DocID())
-	assert.Equal(t, "kcattid", msg.(*codec.ResultMessage).TransID.ID)
 }

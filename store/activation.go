@@ -164,7 +164,10 @@ type UserContext struct {
 	// TransactionID is the request's transaction id; kafkastore puts it on the
 	// wire. Empty means a system transaction.
 	TransactionID string
-	// ExtraLogging is set by the X-OW-EXTRA-LOGGING header; it forces storing.
+	// ExtraLogging is the transaction id's extra-logging flag
+	// (transid.meta.extraLogging in OpenWhisk, set by the request header
+	// X-OW-EXTRA-LOGGING: on), which storeAfterCheck reads; it forces
+	// storing. Fill it in from the same transaction id as TransactionID.
 	ExtraLogging bool
 }
 

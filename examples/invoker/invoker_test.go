@@ -39,17 +39,27 @@ func activation(status int) *store.Activation {
 // readAcks reads n records from topic and decodes them.
 func readAcks(t *testing.T, broker string, topic string, n int) []codec.Message {
 	t.Helper()
+	out := make([]codec.Message, 0, n)
+	for _, m := range readRecords(t, broker, topic, n) {
+		msg, err := codec.Decode(m.Value)
+		require.NoError(t, err, "decoding ack %s", m.Value)
+		out = append(out, msg)
+	}
+	return out
+}
+
+// readRecords reads n records from topic, headers included.
+func readRecords(t *testing.T, broker string, topic string, n int) []kafka.Message {
+	t.Helper()
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{broker}, Topic: topic, MaxWait: 50 * time.Millisecond})
 	defer r.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out := make([]codec.Message, 0, n)
+	out := make([]kafka.Message, 0, n)
 	for len(out) < n {
 		m, err := r.ReadMessage(ctx)
 		require.NoError(t, err, "reading ack %d of %d from %s", len(out)+1, n, topic)
-		msg, err := codec.Decode(m.Value)
-		require.NoError(t, err, "decoding ack %s", m.Value)
-		out = append(out, msg)
+		out = append(out, m)
 	}
 	return out
 }

@@ -53,8 +53,8 @@ func (k *KafkaAcks) EnsureTopic(ctx context.Context, topic string) error {
 }
 
 // PublishAck writes one record and waits for the brokers' acknowledgement.
-func (k *KafkaAcks) PublishAck(ctx context.Context, topic string, key, value []byte) error {
-	return k.w.WriteMessages(ctx, kafka.Message{Topic: topic, Key: key, Value: value})
+func (k *KafkaAcks) PublishAck(ctx context.Context, topic string, key, value []byte, headers ...kafka.Header) error {
+	return k.w.WriteMessages(ctx, kafka.Message{Topic: topic, Key: key, Value: value, Headers: headers})
 }
 
 // Close flushes and closes the writer.

@@ -14,9 +14,14 @@ type collector struct {
 	p *kafkastore.Persister
 
 	persisted, conflicts, skipped, retries, deadLettered *prometheus.Desc
+	storeSkipped                                         *prometheus.Desc
 	commits, commitErrors, batches, batchRecords         *prometheus.Desc
 	batchSeconds, lastBatchSeconds, inFlight, ready, lag *prometheus.Desc
+	recordAge, lostToRetention                           *prometheus.Desc
 }
+
+const storeSkippedHelp = "Activations not stored because their writer marked them with the " +
+	kafkastore.HeaderStoreSkip + " header (store level or storeActivations=false)."
 
 func newCollector(p *kafkastore.Persister) *collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
@@ -27,6 +32,7 @@ func newCollector(p *kafkastore.Persister) *collector {
 		persisted:        d("persisted_total", "Activations written to the primary store."),
 		conflicts:        d("conflicts_total", "Activations the primary store had already (replays), counted as persisted."),
 		skipped:          d("skipped_total", "Records that carry no activation (completion messages, shrunk results)."),
+		storeSkipped:     d("store_skipped_total", storeSkippedHelp),
 		retries:          d("retries_total", "Failed primary writes that were retried."),
 		deadLettered:     d("dead_lettered_total", "Poison records published to the dead-letter topic."),
 		commits:          d("commits_total", "Offset commits."),
@@ -38,12 +44,17 @@ func newCollector(p *kafkastore.Persister) *collector {
 		inFlight:         d("in_flight_bytes", "Bytes read from Kafka and not yet persisted."),
 		ready:            d("ready", "1 when the persister has joined its consumer group."),
 		lag:              d("lag", "Records of the partition not yet committed by the group.", "topic", "partition"),
+		recordAge: d("record_age_seconds", "Age of records when persisted (now minus the record timestamp): "+
+			"the time from publish until readable in the primary store."),
+		lostToRetention: d("lost_to_retention_total", "Records Kafka deleted (retention) before they were persisted.",
+			"topic", "partition"),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.persisted, c.conflicts, c.skipped, c.retries, c.deadLettered, c.commits,
-		c.commitErrors, c.batches, c.batchRecords, c.batchSeconds, c.lastBatchSeconds, c.inFlight, c.ready, c.lag} {
+	for _, d := range []*prometheus.Desc{c.persisted, c.conflicts, c.skipped, c.storeSkipped, c.retries, c.deadLettered,
+		c.commits, c.commitErrors, c.batches, c.batchRecords, c.batchSeconds, c.lastBatchSeconds, c.inFlight, c.ready,
+		c.lag, c.recordAge, c.lostToRetention} {
 		ch <- d
 	}
 }
@@ -59,6 +70,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.persisted, float64(s.Persisted))
 	counter(c.conflicts, float64(s.Conflicts))
 	counter(c.skipped, float64(s.Skipped))
+	counter(c.storeSkipped, float64(s.StoreSkipped))
 	counter(c.retries, float64(s.Retries))
 	counter(c.deadLettered, float64(s.DeadLettered))
 	counter(c.commits, float64(s.Commits))
@@ -76,4 +88,22 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, pl := range s.Partitions {
 		gauge(c.lag, float64(pl.Lag), pl.Topic, strconv.Itoa(pl.Partition))
 	}
+	for _, l := range s.LostToRetention {
+		ch <- prometheus.MustNewConstMetric(c.lostToRetention, prometheus.CounterValue, float64(l.Records),
+			l.Topic, strconv.Itoa(l.Partition))
+	}
+	ch <- prometheus.MustNewConstHistogram(c.recordAge, uint64(s.RecordAge.Count), s.RecordAge.Sum.Seconds(),
+		cumulativeBuckets(s.RecordAge))
+}
+
+// cumulativeBuckets turns the histogram's per-bucket counts into
+// Prometheus's cumulative ones, keyed by upper bound in seconds.
+func cumulativeBuckets(h kafkastore.AgeHistogram) map[float64]uint64 {
+	out := make(map[float64]uint64, len(h.Bounds))
+	var sum int64
+	for i, b := range h.Bounds {
+		sum += h.Counts[i]
+		out[b.Seconds()] = uint64(sum)
+	}
+	return out
 }

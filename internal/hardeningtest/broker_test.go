@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-whisk/activationstore/internal/activationtest"
 	"github.com/go-whisk/activationstore/internal/faultproxy"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/kafkastore"
@@ -75,7 +76,7 @@ func TestStoreBrokerUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New without topic creation must not contact the brokers: %v", err)
 	}
-	a := validActivation("guest")
+	a := activationtest.New("guest")
 	storeElapsed, err := timedStore(ks, a)
 	checkPublishError(t, err, topic, a)
 	if storeElapsed > publishTimeout+timeoutMargin {
@@ -89,7 +90,7 @@ func TestStoreBrokerUnreachable(t *testing.T) {
 	if storeElapsed > timeoutMargin {
 		t.Errorf("Store against a closed port took %v; a refused connection should fail fast", storeElapsed)
 	}
-	if _, err := ks.Store(context.Background(), validActivation("guest"), store.UserContext{}); !errors.Is(err, kafkastore.ErrPublish) {
+	if _, err := ks.Store(context.Background(), activationtest.New("guest"), store.UserContext{}); !errors.Is(err, kafkastore.ErrPublish) {
 		t.Errorf("second Store against a closed port: %v, want ErrPublish", err)
 	}
 	if st := ks.Stats(); st.PublishFailures != 2 {
@@ -103,7 +104,7 @@ func TestStoreBrokerUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := validActivation("guest")
+	b := activationtest.New("guest")
 	fbElapsed, err := timedStore(fb, b)
 	if err != nil {
 		t.Fatalf("Store with fallback: %v", err)
@@ -153,7 +154,7 @@ func TestStoreBrokerDiesMidRun(t *testing.T) {
 	}
 	// Both work while the broker lives, and nothing goes to the primary.
 	for _, s := range []*kafkastore.Store{ks, fb} {
-		if _, err := timedStore(s, validActivation("guest")); err != nil {
+		if _, err := timedStore(s, activationtest.New("guest")); err != nil {
 			t.Fatalf("Store with the broker up: %v", err)
 		}
 	}
@@ -162,7 +163,7 @@ func TestStoreBrokerDiesMidRun(t *testing.T) {
 	}
 
 	b.Close()
-	a := validActivation("guest")
+	a := activationtest.New("guest")
 	downElapsed, err := timedStore(ks, a)
 	checkPublishError(t, err, topic, a)
 	if downElapsed > publishTimeout+timeoutMargin {
@@ -170,14 +171,14 @@ func TestStoreBrokerDiesMidRun(t *testing.T) {
 	}
 	// Later calls fail as fast: no call hangs on a connection pool stuck
 	// on the dead broker.
-	a2 := validActivation("guest")
+	a2 := activationtest.New("guest")
 	againElapsed, err := timedStore(ks, a2)
 	checkPublishError(t, err, topic, a2)
 	if againElapsed > publishTimeout+timeoutMargin {
 		t.Errorf("second Store failed after %v", againElapsed)
 	}
 
-	c := validActivation("guest")
+	c := activationtest.New("guest")
 	fbElapsed, err := timedStore(fb, c)
 	if err != nil {
 		t.Fatalf("Store with fallback, broker dead: %v", err)
@@ -237,7 +238,7 @@ func TestStoreBrokerHangs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := validActivation("guest")
+	a := activationtest.New("guest")
 	hangElapsed, err := timedStore(ks, a)
 	checkPublishError(t, err, topic, a)
 	if !isTimeout(err) {
@@ -256,7 +257,7 @@ func TestStoreBrokerHangs(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	start := time.Now()
-	_, err = ks2.Store(ctx, validActivation("guest"), store.UserContext{})
+	_, err = ks2.Store(ctx, activationtest.New("guest"), store.UserContext{})
 	ctxElapsed := time.Since(start)
 	cancel()
 	if !errors.Is(err, kafkastore.ErrPublish) || !isTimeout(err) {
@@ -371,7 +372,7 @@ func TestPersisterBrokerDown(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a := validActivation("guest")
+		a := activationtest.New("guest")
 		if _, err := ks.Store(context.Background(), a, store.UserContext{}); err != nil {
 			t.Fatal(err)
 		}

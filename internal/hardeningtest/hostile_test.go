@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-whisk/activationstore/internal/activationtest"
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/kafkastore"
@@ -101,9 +102,9 @@ func tryHostile(t *testing.T, s store.Store) int {
 	uc := store.UserContext{}
 	var r rejection
 	var batch []*store.Activation
-	okID := validActivation("guest").ActivationID
+	okID := activationtest.New("guest").ActivationID
 	for _, ns := range hostileNamespaces {
-		a := validActivation("guest")
+		a := activationtest.New("guest")
 		a.Namespace = ns
 		batch = append(batch, a)
 		_, err := s.Store(ctx, a, uc)
@@ -119,7 +120,7 @@ func tryHostile(t *testing.T, s store.Store) int {
 		r.expectInvalid(t, "Count", "namespace", ns, err)
 	}
 	for _, id := range hostileIDs {
-		a := validActivation("guest")
+		a := activationtest.New("guest")
 		a.ActivationID = id
 		batch = append(batch, a)
 		_, err := s.Store(ctx, a, uc)
@@ -128,7 +129,7 @@ func tryHostile(t *testing.T, s store.Store) int {
 		r.expectInvalid(t, "Get", "activationId", id, err)
 		r.expectInvalid(t, "Delete", "activationId", id, s.Delete(ctx, "guest", id, uc))
 		if id != "" { // an empty cause means none
-			c := validActivation("guest")
+			c := activationtest.New("guest")
 			c.Cause = id
 			batch = append(batch, c)
 			_, err = s.Store(ctx, c, uc)
@@ -136,7 +137,7 @@ func tryHostile(t *testing.T, s store.Store) int {
 		}
 	}
 	for _, name := range hostileNames {
-		a := validActivation("guest")
+		a := activationtest.New("guest")
 		a.Name = name
 		batch = append(batch, a)
 		_, err := s.Store(ctx, a, uc)
@@ -212,7 +213,7 @@ func TestHostileInputRejected(t *testing.T) {
 
 	t.Run("memory", func(t *testing.T) {
 		mem := memory.New()
-		if _, err := mem.Store(context.Background(), validActivation("guest"), store.UserContext{}); err != nil {
+		if _, err := mem.Store(context.Background(), activationtest.New("guest"), store.UserContext{}); err != nil {
 			t.Fatal(err)
 		}
 		calls := tryHostile(t, mem)
@@ -225,7 +226,7 @@ func TestHostileInputRejected(t *testing.T) {
 	t.Run("couchdb", func(t *testing.T) {
 		cs, ct, db := newCountingCouch(t)
 		base := couchtest.URL(t)
-		if _, err := cs.Store(context.Background(), validActivation("guest"), store.UserContext{}); err != nil {
+		if _, err := cs.Store(context.Background(), activationtest.New("guest"), store.UserContext{}); err != nil {
 			t.Fatal(err)
 		}
 		rowsBefore := couchTotalRows(t, base, db)
@@ -262,7 +263,7 @@ func TestHostileInputRejected(t *testing.T) {
 				t.Fatalf("kafkastore.New: %v", err)
 			}
 			defer ks.Close()
-			if _, err := ks.Store(context.Background(), validActivation("guest"), store.UserContext{}); err != nil {
+			if _, err := ks.Store(context.Background(), activationtest.New("guest"), store.UserContext{}); err != nil {
 				t.Fatal(err)
 			}
 			offBefore, rowsBefore := sumOffsets(t, b, topic), couchTotalRows(t, base, db)
@@ -280,7 +281,7 @@ func TestHostileInputRejected(t *testing.T) {
 				t.Errorf("Stats.Invalid = 0 after hostile Store calls")
 			}
 			// The end offsets do move for a valid record.
-			if _, err := ks.Store(context.Background(), validActivation("guest"), store.UserContext{}); err != nil {
+			if _, err := ks.Store(context.Background(), activationtest.New("guest"), store.UserContext{}); err != nil {
 				t.Fatal(err)
 			}
 			if got := sumOffsets(t, b, topic); got != offAfter+1 {

@@ -3,7 +3,6 @@ package hardeningtest
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
-	"github.com/go-whisk/activationstore/store"
 )
 
 // TestMain stops the shared test servers (CouchDB, and Apache Kafka under
@@ -28,28 +26,6 @@ func TestMain(m *testing.M) {
 	kafkatest.Stop()
 	couchtest.Stop()
 	os.Exit(code)
-}
-
-var activationSeq atomic.Int64
-
-// validActivation returns a valid activation with a fresh id.
-func validActivation(namespace string) *store.Activation {
-	n := activationSeq.Add(1)
-	start := time.UnixMilli(1_700_000_000_000 + n)
-	d := int64(7)
-	return &store.Activation{
-		Namespace:    namespace,
-		Name:         "hello",
-		Subject:      "guest-subject",
-		ActivationID: fmt.Sprintf("%032x", uint64(n)|uint64(time.Now().UnixNano())<<20),
-		Start:        start,
-		End:          start.Add(7 * time.Millisecond),
-		Response:     store.Response{StatusCode: store.StatusSuccess, Result: []byte(fmt.Sprintf(`{"n":%d}`, n))},
-		Logs:         []string{},
-		Version:      store.DefaultVersion,
-		Annotations:  []store.Annotation{{Key: "kind", Value: []byte(`"nodejs:20"`)}},
-		Duration:     &d,
-	}
 }
 
 func ctxFor(t testing.TB, d time.Duration) context.Context {

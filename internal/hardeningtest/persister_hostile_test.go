@@ -15,6 +15,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/go-whisk/activationstore/codec"
+	"github.com/go-whisk/activationstore/internal/activationtest"
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/kafkastore"
@@ -35,7 +36,7 @@ const (
 // value.
 func hostileRecord(t *testing.T, field, value string, plain bool) []byte {
 	t.Helper()
-	a := validActivation(placeholderNS)
+	a := activationtest.New(placeholderNS)
 	a.Name = placeholderName
 	var b []byte
 	var err error
@@ -95,7 +96,7 @@ func TestHostileRecordsDeadLettered(t *testing.T) {
 	for _, h := range hostile {
 		values = append(values, hostileRecord(t, h.field, h.value, h.plain))
 	}
-	good := validActivation("guest")
+	good := activationtest.New("guest")
 	goodValue, err := codec.MarshalResultMessage(codec.TransactionID{ID: "tid-good", Start: good.Start}, good)
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/go-whisk/activationstore/internal/activationtest"
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/faultproxy"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
@@ -151,7 +152,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	ks := stores[0]
 	var stored []*store.Activation
 	for i := range 6 {
-		a := validActivation("guest")
+		a := activationtest.New("guest")
 		if _, err := stores[i%2].Store(ctx, a, uc); scan.note(err) != nil {
 			t.Fatalf("Store through SASL: %v", err)
 		}
@@ -181,7 +182,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 
 	// CouchDB down: reads fail, the persister retries its writes, New fails.
 	proxy.Drop()
-	down := validActivation("guest")
+	down := activationtest.New("guest")
 	if _, err := ks.Store(ctx, down, uc); scan.note(err) != nil {
 		t.Fatalf("Store with CouchDB down (Kafka is up): %v", err)
 	}
@@ -191,9 +192,9 @@ func TestSecretsNeverLeak(t *testing.T) {
 		func() error { _, err := ks.List(ctx, store.Query{Namespace: "guest"}, uc); return err }(),
 		func() error { _, err := ks.Count(ctx, store.Query{Namespace: "guest"}, uc); return err }(),
 		ks.Delete(ctx, "guest", stored[0].ActivationID, uc),
-		func() error { _, err := couch.Store(ctx, validActivation("guest"), uc); return err }(),
+		func() error { _, err := couch.Store(ctx, activationtest.New("guest"), uc); return err }(),
 		func() error {
-			_, err := couch.StoreBatch(ctx, []*store.Activation{validActivation("guest")}, uc)
+			_, err := couch.StoreBatch(ctx, []*store.Activation{activationtest.New("guest")}, uc)
 			return err
 		}(),
 		func() error {
@@ -233,7 +234,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	if scan.note(err) != nil {
 		t.Fatal(err)
 	}
-	if _, err := badStore.Store(ctx, validActivation("guest"), uc); scan.note(err) == nil {
+	if _, err := badStore.Store(ctx, activationtest.New("guest"), uc); scan.note(err) == nil {
 		t.Error("Store with a wrong SASL password succeeded")
 	}
 	scan.note(badStore.Close())
@@ -247,7 +248,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 
 	// The broker dies: Store fails, the persister logs its retries.
 	b.Close()
-	if _, err := ks.Store(ctx, validActivation("guest"), uc); scan.note(err) == nil {
+	if _, err := ks.Store(ctx, activationtest.New("guest"), uc); scan.note(err) == nil {
 		t.Error("Store with the broker down succeeded")
 	}
 	time.Sleep(500 * time.Millisecond)

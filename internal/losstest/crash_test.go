@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
+	"github.com/go-whisk/activationstore/internal/servicetest"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 )
 
@@ -31,7 +32,7 @@ func TestCrashLosesNothing(t *testing.T) {
 	topic := kafkatest.Topic(t, "completed")
 	b.CreateTopic(t, topic, partitions, nil)
 	couchURL, db := couchtest.URL(t), couchtest.DBName(t)
-	bin := BuildService(t, t.TempDir(), false)
+	bin := servicetest.Build(t, false)
 
 	run := NewRun()
 	start := time.Now()
@@ -71,7 +72,7 @@ func TestCrashLosesNothing(t *testing.T) {
 		mu    sync.Mutex
 		lives []map[string]float64
 	)
-	scrape := func(svc *Service, life int, stop <-chan struct{}) {
+	scrape := func(svc *servicetest.Service, life int, stop <-chan struct{}) {
 		for {
 			if m, err := svc.Metrics("activation_persister_"); err == nil {
 				mu.Lock()
@@ -92,7 +93,7 @@ func TestCrashLosesNothing(t *testing.T) {
 	for life := 0; ; life++ {
 		lives = append(lives, nil)
 		lifeStart := time.Now()
-		svc := StartService(t, bin, nil, args(life)...)
+		svc := servicetest.Start(t, bin, nil, args(life)...)
 		stop := make(chan struct{})
 		scraped := make(chan struct{})
 		go func() { defer close(scraped); scrape(svc, life, stop) }()
@@ -110,7 +111,7 @@ func TestCrashLosesNothing(t *testing.T) {
 				return err == nil && lag == 0
 			}
 			if !poll(60*time.Second, working) {
-				t.Fatalf("the restarted service wrote nothing in 60 s (stored %d of %d); its logs:\n%s", stored(), n, tail(svc.Logs(), 40))
+				t.Fatalf("the restarted service wrote nothing in 60 s (stored %d of %d); its logs:\n%s", stored(), n, svc.Tail(40))
 			}
 			rejoin = append(rejoin, time.Since(lifeStart))
 		}
@@ -135,7 +136,7 @@ func TestCrashLosesNothing(t *testing.T) {
 			lives[life] = m
 		}
 		if err := svc.Terminate(t, 30*time.Second); err != nil {
-			t.Errorf("the service did not exit 0 on SIGTERM: %v\n%s", err, tail(svc.Logs(), 20))
+			t.Errorf("the service did not exit 0 on SIGTERM: %v\n%s", err, svc.Tail(20))
 		}
 		break
 	}
@@ -186,10 +187,4 @@ func roundAll(ds []time.Duration) []time.Duration {
 		out[i] = d.Round(100 * time.Millisecond)
 	}
 	return out
-}
-
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
 }

@@ -1,10 +1,15 @@
 package couchdb
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+
+	"github.com/go-kivik/kivik/v4/couchdb/chttp"
 
 	"github.com/go-whisk/activationstore/codec"
 	"github.com/go-whisk/activationstore/store"
@@ -87,13 +92,9 @@ func (s *Store) chunks(items []pending) func(yield func([]pending) bool) {
 // bulk sends one _bulk_docs request and records each document's outcome in
 // results. The error is the request's, when it failed as a whole.
 func (s *Store) bulk(ctx context.Context, chunk []pending, results []store.BatchResult) error {
-	docs := make([]any, len(chunk))
-	for i, p := range chunk {
-		docs[i] = p.body
-	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	res, err := s.db.BulkDocs(ctx, docs)
+	res, err := s.postBulkDocs(ctx, chunk)
 	if err != nil {
 		return s.classify(ctx, "store batch", fmt.Sprintf("%d documents", len(chunk)), err)
 	}
@@ -106,17 +107,60 @@ func (s *Store) bulk(ctx context.Context, chunk []pending, results []store.Batch
 		switch {
 		case r.ID != p.id:
 			out.Err = &opError{op: "store", id: p.id, msg: fmt.Sprintf("_bulk_docs answered for %q at its place: outcome unknown", r.ID)}
-		case r.Error == nil:
+		case r.Error == "":
 			out.DocInfo.Rev = r.Rev
+		case r.Error == "conflict":
+			out.Err = store.ConflictError(p.id)
 		default:
-			if err := s.classify(ctx, "store", p.id, r.Error); errors.Is(err, store.ErrConflict) {
-				out.Err = err
-			} else {
-				// Rejected by the server (too large, a validate_doc_update
-				// function): permanent, as OpenWhisk's PutException.
-				out.Err = &opError{op: "store", id: p.id, msg: "rejected by _bulk_docs: " + s.redact(r.Error.Error()), err: r.Error, rejected: true}
-			}
+			// Rejected by the server (too large, a validate_doc_update
+			// function): permanent, as OpenWhisk's PutException.
+			out.Err = &opError{op: "store", id: p.id, msg: "rejected by _bulk_docs: " + s.redact(r.Error+": "+r.Reason), rejected: true}
 		}
 	}
 	return nil
+}
+
+// bulkResult is one document's outcome in a _bulk_docs reply.
+type bulkResult struct {
+	ID     string `json:"id"`
+	Rev    string `json:"rev"`
+	Error  string `json:"error"`
+	Reason string `json:"reason"`
+}
+
+// postBulkDocs sends the encoded documents of chunk in one _bulk_docs
+// request, as they are.
+func (s *Store) postBulkDocs(ctx context.Context, chunk []pending) ([]bulkResult, error) {
+	n := len(`{"docs":[]}`) + len(chunk)
+	for _, p := range chunk {
+		n += len(p.body)
+	}
+	body := make([]byte, 0, n)
+	body = append(body, `{"docs":[`...)
+	for i, p := range chunk {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, p.body...)
+	}
+	body = append(body, "]}"...)
+	resp, err := s.raw.DoReq(ctx, http.MethodPost, "/"+url.PathEscape(s.dbName)+"/_bulk_docs", &chttp.Options{
+		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil },
+		ContentLength: int64(len(body)),
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer chttp.CloseBody(resp.Body)
+	// 417: some documents were rejected; each says why in the reply.
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusExpectationFailed {
+		if err := chttp.ResponseError(resp); err != nil {
+			return nil, err
+		}
+	}
+	var res []bulkResult
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+		return nil, fmt.Errorf("couchdb: _bulk_docs reply: %w", err)
+	}
+	return res, nil
 }

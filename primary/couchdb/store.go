@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-kivik/kivik/v4"
 	kivikcouch "github.com/go-kivik/kivik/v4/couchdb"
+	"github.com/go-kivik/kivik/v4/couchdb/chttp"
 
 	"github.com/go-whisk/activationstore/codec"
 	"github.com/go-whisk/activationstore/store"
@@ -25,6 +26,9 @@ import (
 type Store struct {
 	client *kivik.Client
 	db     *kivik.DB
+	// raw sends _bulk_docs bodies that the store encoded itself: kivik
+	// would encode the encoded documents again.
+	raw    *chttp.Client
 	dbName string
 	cfg    config
 	log    *slog.Logger
@@ -86,11 +90,17 @@ func New(ctx context.Context, rawURL, dbName string, opts ...Option) (*Store, er
 		s.ownTransport = hc.Transport.(*http.Transport)
 	}
 	kopts := []kivik.Option{kivikcouch.OptionHTTPClient(hc)}
+	var rawOpts driverOptions
 	if !cfg.compress {
 		kopts = append(kopts, kivikcouch.OptionNoRequestCompression())
+		rawOpts = append(rawOpts, chttp.OptionNoRequestCompression())
 	}
 	if auth {
 		kopts = append(kopts, kivikcouch.BasicAuth(user, password))
+		rawOpts = append(rawOpts, chttp.BasicAuth(user, password))
+	}
+	if s.raw, err = chttp.New(hc, dsn, rawOpts); err != nil {
+		return nil, fmt.Errorf("couchdb: %s", redact(err.Error()))
 	}
 	client, err := kivik.New("couch", dsn, kopts...)
 	if err != nil {
@@ -104,6 +114,15 @@ func New(ctx context.Context, rawURL, dbName string, opts ...Option) (*Store, er
 	}
 	s.log.Debug("couchdb store ready", "url", dsn, "db", dbName)
 	return s, nil
+}
+
+// driverOptions applies several kivik options to one target.
+type driverOptions []kivik.Option
+
+func (o driverOptions) Apply(target any) {
+	for _, opt := range o {
+		opt.Apply(target)
+	}
 }
 
 // redactor returns a function that removes userinfo and password from a text.

@@ -1,0 +1,77 @@
+package kafkastore
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/go-whisk/activationstore/codec"
+	"github.com/go-whisk/activationstore/internal/activationtest"
+	"github.com/go-whisk/activationstore/internal/kafkatest"
+	"github.com/go-whisk/activationstore/primary/memory"
+	"github.com/go-whisk/activationstore/store"
+)
+
+// TestPersisterHonoursStoreSkipHeader: records marked HeaderStoreSkip are
+// settled without a write, their offsets committed, and counted apart.
+func TestPersisterHonoursStoreSkipHeader(t *testing.T) {
+	b := kafkatest.Start(t)
+	topic := kafkatest.Topic(t, "completed")
+	b.CreateTopic(t, topic, 1, nil)
+
+	invoker := codec.InstanceID{Instance: 0, UserMemory: "1024 MB"}
+	combined := func(a *store.Activation) []byte {
+		v, err := codec.Marshal(codec.NewCombinedMessage(codec.TransactionID{ID: "sid_invoker", Start: a.Start}, a, invoker))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	skipLevel := []kafka.Header{{Key: HeaderStoreSkip, Value: []byte(StoreSkipLevel)}}
+	skipUser := []kafka.Header{{Key: "other", Value: []byte("x")}, {Key: HeaderStoreSkip, Value: []byte(StoreSkipUser)}}
+	skippedAck, storedAck := activationtest.New("guest"), activationtest.New("guest")
+	skippedResult, storedResult := activationtest.New("guest"), activationtest.New("guest")
+	// One partition, so the last record settled means every one before it was.
+	msgs := []kafka.Message{
+		{Key: []byte(skippedAck.ActivationID), Value: combined(skippedAck), Headers: skipLevel},
+		{Key: []byte(storedAck.ActivationID), Value: combined(storedAck)},
+		{Key: []byte(skippedResult.ActivationID), Value: resultMessage(t, skippedResult), Headers: skipUser},
+		{Key: []byte(storedResult.ActivationID), Value: resultMessage(t, storedResult)},
+	}
+	w := &kafka.Writer{Addr: kafka.TCP(b.Addr()), Topic: topic, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	primary := memory.New()
+	group := kafkatest.Topic(t, "group")
+	p := newTestPersister(t, b, primary, WithTopicPattern(exactTopics(topic)), WithGroupID(group))
+	runPersister(t, p)
+	waitCommittedToEnd(t, b, group, topic, 1)
+
+	for _, a := range []*store.Activation{storedAck, storedResult} {
+		if _, err := primary.Get(ctx, a.Namespace, a.ActivationID, store.UserContext{}); err != nil {
+			t.Errorf("unmarked %s not persisted: %v", a.ActivationID, err)
+		}
+	}
+	for _, a := range []*store.Activation{skippedAck, skippedResult} {
+		if _, err := primary.Get(ctx, a.Namespace, a.ActivationID, store.UserContext{}); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("marked %s: Get gave %v, want ErrNotFound", a.ActivationID, err)
+		}
+	}
+	if n := primary.Len(); n != 2 {
+		t.Errorf("primary holds %d records, want the 2 unmarked", n)
+	}
+	s := p.Stats()
+	if s.StoreSkipped != 2 || s.Persisted != 2 || s.Skipped != 0 || s.DeadLettered != 0 {
+		t.Errorf("stats %+v: want 2 store-skipped, 2 persisted, none skipped or dead-lettered", s)
+	}
+}
