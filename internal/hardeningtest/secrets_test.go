@@ -122,9 +122,10 @@ func TestSecretsNeverLeak(t *testing.T) {
 	t.Run("kfake SASL PLAIN", func(t *testing.T) {
 		b := kafkatest.StartFake(t, kfake.EnableSASL(), kfake.Superuser("PLAIN", kafkaUser, kafkaPassword))
 		secretsNeverLeak(t, b, kafkaCredentials{
-			right:   []kafkastore.Option{kafkastore.WithSASL(plain.Mechanism{Username: kafkaUser, Password: kafkaPassword})},
-			wrong:   []kafkastore.Option{kafkastore.WithSASL(plain.Mechanism{Username: kafkaUser, Password: wrongPassword})},
-			secrets: []string{kafkaPassword, wrongPassword},
+			right:          []kafkastore.Option{kafkastore.WithSASL(plain.Mechanism{Username: kafkaUser, Password: kafkaPassword})},
+			wrong:          []kafkastore.Option{kafkastore.WithSASL(plain.Mechanism{Username: kafkaUser, Password: wrongPassword})},
+			secrets:        []string{kafkaPassword, wrongPassword},
+			publishTimeout: secretsTimeout,
 		})
 	})
 	t.Run("Apache Kafka SASL SCRAM-SHA-512 over TLS", func(t *testing.T) {
@@ -141,15 +142,19 @@ func TestSecretsNeverLeak(t *testing.T) {
 			right:   clientSecurity(b),
 			wrong:   []kafkastore.Option{kafkastore.WithSASL(wrong), kafkastore.WithTLS(b.TLS())},
 			secrets: []string{password, "wr0ng-" + password},
+			// A real broker creates a topic in seconds on a loaded machine.
+			publishTimeout: securedPublishTimeout,
 		})
 	})
 }
 
 // kafkaCredentials are the Store and Persister options of a secured
-// broker, right and wrong, and the passwords they hold.
+// broker, right and wrong, the passwords they hold, and the Store's
+// publish timeout there.
 type kafkaCredentials struct {
-	right, wrong []kafkastore.Option
-	secrets      []string
+	right, wrong   []kafkastore.Option
+	secrets        []string
+	publishTimeout time.Duration
 }
 
 func secretsNeverLeak(t *testing.T, b *kafkatest.Broker, creds kafkaCredentials) {
@@ -178,7 +183,7 @@ func secretsNeverLeak(t *testing.T, b *kafkatest.Broker, creds kafkaCredentials)
 	for _, inPrimary := range []bool{false, true} {
 		ks, err := kafkastore.New(couch, append(slices.Clip(creds.right), kafkastore.WithBrokers(b.Addr()), kafkastore.WithTopic(topic),
 			kafkastore.WithTopicPartitions(2), kafkastore.WithLogger(logger),
-			kafkastore.WithPublishTimeout(secretsTimeout), kafkastore.WithStoreInPrimary(inPrimary))...)
+			kafkastore.WithPublishTimeout(creds.publishTimeout), kafkastore.WithStoreInPrimary(inPrimary))...)
 		if scan.note(err) != nil {
 			t.Fatalf("kafkastore.New on %s: %v", b, err)
 		}
@@ -258,12 +263,12 @@ func secretsNeverLeak(t *testing.T, b *kafkatest.Broker, creds kafkaCredentials)
 
 	// A wrong Kafka password: New, Store and a persister all fail.
 	_, err = kafkastore.New(couch, append(slices.Clip(creds.wrong), kafkastore.WithBrokers(b.Addr()), kafkastore.WithTopic(topic),
-		kafkastore.WithLogger(logger), kafkastore.WithPublishTimeout(secretsTimeout))...)
+		kafkastore.WithLogger(logger), kafkastore.WithPublishTimeout(creds.publishTimeout))...)
 	if scan.note(err) == nil {
 		t.Error("kafkastore.New with a wrong SASL password succeeded")
 	}
 	badStore, err := kafkastore.New(couch, append(slices.Clip(creds.wrong), kafkastore.WithBrokers(b.Addr()), kafkastore.WithTopic(topic),
-		kafkastore.WithLogger(logger), kafkastore.WithPublishTimeout(secretsTimeout),
+		kafkastore.WithLogger(logger), kafkastore.WithPublishTimeout(creds.publishTimeout),
 		kafkastore.WithTopicCreation(false))...)
 	if scan.note(err) != nil {
 		t.Fatal(err)

@@ -28,7 +28,7 @@ import (
 
 // Bounds of the secured-broker tests: generous, for a loaded machine.
 const (
-	securedPublishTimeout = 5 * time.Second
+	securedPublishTimeout = 10 * time.Second
 	// refusalBound is how soon New or Store must give up on credentials
 	// the brokers refuse.
 	refusalBound = 3 * securedPublishTimeout
