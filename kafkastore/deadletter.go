@@ -97,8 +97,13 @@ func (p *Persister) ensureDeadLetterTopic(ctx context.Context) error {
 		if errors.As(err, &kerr) && !kerr.Temporary() && kerr != kafka.BrokerNotAvailable {
 			return fmt.Errorf("kafkastore: create dead-letter topic %q: %w (create it by hand, or name an existing one with WithDeadLetterTopic)", name, err)
 		}
-		p.log.Warn("persister cannot create the dead-letter topic yet; retrying",
-			"topic", name, "attempt", attempt, "err", err)
+		if cause := unmaskConnectError(ctx, p.transport, p.cfg.brokers, err); isAuthError(cause) {
+			p.log.Error("persister cannot authenticate to the Kafka brokers; retrying",
+				"topic", name, "attempt", attempt, "err", cause, "hint", authHint)
+		} else {
+			p.log.Warn("persister cannot create the dead-letter topic yet; retrying",
+				"topic", name, "attempt", attempt, "err", cause)
+		}
 		if !persisterSleep(ctx, p.backoff(attempt)) {
 			return ctx.Err()
 		}

@@ -124,7 +124,10 @@ func WithLogger(l *slog.Logger) Option {
 	})
 }
 
-// WithTLS connects to the brokers over TLS.
+// WithTLS connects to the brokers over TLS. A broker certificate that
+// cfg does not trust fails New (when it creates the topic) and Store with
+// the x509 error; a Persister logs "persister cannot authenticate to the
+// Kafka brokers" and retries.
 func WithTLS(cfg *tls.Config) Option {
 	return option("WithTLS", forBoth, func(c *config) error {
 		c.tls = cfg
@@ -133,7 +136,11 @@ func WithTLS(cfg *tls.Config) Option {
 }
 
 // WithSASL authenticates to the brokers. The mechanism's secrets never
-// appear in logs or errors.
+// appear in logs or errors. A login the brokers refuse fails New (when it
+// creates the topic) and Store with an error matching
+// kafka.SASLAuthenticationFailed; a Persister logs "persister cannot
+// authenticate to the Kafka brokers" with the brokers' reason, stays not
+// Ready and retries.
 func WithSASL(m sasl.Mechanism) Option {
 	return option("WithSASL", forBoth, func(c *config) error {
 		if m == nil {

@@ -155,6 +155,10 @@ func (p *Persister) Run(ctx context.Context) error {
 		case errors.Is(err, ErrUnsupportedBroker):
 			p.log.Error("persister cannot consume from this broker", "err", err)
 			return err
+		case isAuthError(err):
+			p.log.Error("persister cannot authenticate to the Kafka brokers; retrying", "attempt", attempt, "err", err, "hint", authHint)
+			persisterSleep(ctx, p.backoff(attempt))
+			attempt++
 		case err != nil:
 			p.log.Warn("persister cannot list topics; retrying", "attempt", attempt, "err", err)
 			persisterSleep(ctx, p.backoff(attempt))

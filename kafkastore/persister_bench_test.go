@@ -23,15 +23,19 @@ import (
 //   - single: a persister writing one record at a time (WithBatch(1, …),
 //     WithWriteConcurrency(1)), on the first 1,000 records.
 //
-// The backlog is 100,000 records, 10,000 with -short. Run with
+// The backlog is 100,000 records, 10,000 with -short. It runs against
+// kfake and real Apache Kafka (sub-benchmarks kfake and apache). Run with
 // -benchtime=1x: every iteration drains the whole backlog.
 func BenchmarkPersisterDrain(b *testing.B) {
+	kafkatest.RunBrokers(b, benchPersisterDrain)
+}
+
+func benchPersisterDrain(b *testing.B, br *kafkatest.Broker) {
 	n := 100_000
 	if testing.Short() {
 		n = 10_000
 	}
 	const singleN = 1000
-	br := kafkatest.Start(b)
 	base := couchtest.URL(b)
 	topic := kafkatest.Topic(b, "completed-others")
 	singleTopic := kafkatest.Topic(b, "completed-single")

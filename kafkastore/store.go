@@ -162,7 +162,7 @@ func (s *Store) setupTopic(brokers []string) error {
 	}
 	created, err := ensureTopic(ctx, s.transport, brokers, spec)
 	if err != nil {
-		return fmt.Errorf("kafkastore: New: %w; check that the brokers %v are reachable, that the WithSASL/WithTLS settings match theirs (a failed login looks like an unreachable broker), and that the client may create topics, or create the topic elsewhere and pass WithTopicCreation(false)", err, brokers)
+		return fmt.Errorf("kafkastore: New: %w; check that the brokers %v are reachable, that the WithSASL/WithTLS settings match theirs, and that the client may create topics, or create the topic elsewhere and pass WithTopicCreation(false)", err, brokers)
 	}
 	if created {
 		s.log.Info("kafkastore: created topic", slog.Int("partitions", spec.Partitions),
@@ -470,6 +470,9 @@ func (e *PublishError) Error() string {
 	}
 	if e.FallbackErr != nil {
 		return msg + "; storing it in the primary instead failed too: " + e.FallbackErr.Error()
+	}
+	if isAuthError(e.Err) {
+		return msg + "; " + authHint
 	}
 	return msg + "; check the brokers, then retry, or enable WithFallbackToPrimary"
 }

@@ -59,7 +59,7 @@ func ensureTopic(ctx context.Context, transport *kafka.Transport, brokers []stri
 		ConfigEntries:     spec.configEntries(),
 	}}})
 	if err != nil {
-		return false, fmt.Errorf("create topic %q: %w", spec.Name, err)
+		return false, fmt.Errorf("create topic %q: %w", spec.Name, unmaskConnectError(ctx, transport, brokers, err))
 	}
 	switch err := res.Errors[spec.Name]; {
 	case err == nil:

@@ -20,30 +20,38 @@ import (
 // until the record is readable in the primary, at a steady 200 records/s
 // from 4 callers, with a persister on default batching. Run with
 // -benchtime=1x; each iteration publishes 1,000 records (200 with -short).
+// Each runs against kfake and real Apache Kafka (sub-benchmarks kfake and
+// apache).
 //
 // The primary is wrapped so that the moment a write returns is taken as the
 // moment the record became readable, without polling that would load the
 // machine.
 func BenchmarkVisibilityLag(b *testing.B) {
 	b.Run("memory", func(b *testing.B) {
-		benchVisibilityLag(b, func(testing.TB) store.Store { return memory.New() })
+		kafkatest.RunBrokers(b, func(b *testing.B, br *kafkatest.Broker) {
+			benchVisibilityLag(b, br, func(testing.TB) store.Store { return memory.New() })
+		})
 	})
 	b.Run("couchdb", func(b *testing.B) {
-		benchVisibilityLag(b, func(t testing.TB) store.Store {
-			base, db := couchtest.URL(t), couchtest.DBName(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			c, err := couchdb.New(ctx, base, db)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = couchtest.DeleteDB(context.Background(), base, db) })
-			return c
-		})
+		kafkatest.RunBrokers(b, func(b *testing.B, br *kafkatest.Broker) { benchVisibilityLag(b, br, couchPrimary) })
 	})
 }
 
-func benchVisibilityLag(b *testing.B, newPrimary func(testing.TB) store.Store) {
+// couchPrimary is a CouchDB primary on a database of t's own, dropped when
+// t ends.
+func couchPrimary(t testing.TB) store.Store {
+	base, db := couchtest.URL(t), couchtest.DBName(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := couchdb.New(ctx, base, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = couchtest.DeleteDB(context.Background(), base, db) })
+	return c
+}
+
+func benchVisibilityLag(b *testing.B, br *kafkatest.Broker, newPrimary func(testing.TB) store.Store) {
 	const (
 		callers = 4
 		rate    = 200 // records per second, all callers together
@@ -52,7 +60,6 @@ func benchVisibilityLag(b *testing.B, newPrimary func(testing.TB) store.Store) {
 	if testing.Short() {
 		n = 200
 	}
-	br := kafkatest.Start(b)
 	var lags []time.Duration
 	for range b.N {
 		topic := kafkatest.Topic(b, "completed-lag")

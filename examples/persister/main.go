@@ -17,6 +17,16 @@
 //	-max-in-flight      PERSISTER_MAX_IN_FLIGHT      bytes read but not yet persisted, at most (64 MiB)
 //	-listen             PERSISTER_LISTEN             HTTP address for /ping, /ready, /metrics (:8080)
 //	-log-level          PERSISTER_LOG_LEVEL          debug, info, warn or error (info)
+//	-sasl-mechanism     PERSISTER_SASL_MECHANISM     PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (none)
+//	-sasl-username      PERSISTER_SASL_USERNAME      SASL user (required with a mechanism)
+//	-sasl-password-file PERSISTER_SASL_PASSWORD_FILE file holding the SASL password, or:
+//	                    PERSISTER_SASL_PASSWORD      the SASL password (environment only: flags show in ps)
+//	-tls                PERSISTER_TLS                connect over TLS, trusting the system's CAs (false)
+//	-tls-ca-file        PERSISTER_TLS_CA_FILE        PEM file of the CAs to trust instead; implies -tls
+//
+// The SASL password is never logged. A failed login or an untrusted broker
+// certificate is logged as "persister cannot authenticate to the Kafka
+// brokers" and retried; /ready stays 503 meanwhile.
 //
 // A bad flag or variable, or a missing -brokers or -couchdb, stops the
 // service at once with a non-zero exit. Unreachable servers do not: the
@@ -62,6 +72,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -82,6 +94,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
 
 	"github.com/go-whisk/activationstore/kafkastore"
 	"github.com/go-whisk/activationstore/primary/couchdb"
@@ -117,6 +132,14 @@ type settings struct {
 	batchSize                         int
 	maxInFlight                       int64
 	batchWait, session, heartbeat     time.Duration
+
+	saslMechanism, saslUser string
+	saslPassword            string // from the environment or the password file; never logged
+	tls                     bool
+	tlsCAFile               string
+
+	mech      sasl.Mechanism // nil: no SASL
+	tlsConfig *tls.Config    // nil: plaintext
 }
 
 // parseFlags parses args into fs after setting each flag named in envs
@@ -128,7 +151,7 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string, env
 		if v == "" {
 			continue
 		}
-		if err := fs.Set(name, v); err != nil { // only numbers and durations fail: no secret shown
+		if err := fs.Set(name, v); err != nil { // only numbers, durations and booleans fail: no secret shown
 			return fmt.Errorf("%s=%q: %w", env, v, err)
 		}
 	}
@@ -153,6 +176,11 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*settin
 	fs.DurationVar(&s.heartbeat, "heartbeat", 3*time.Second, "consumer group heartbeat interval [PERSISTER_HEARTBEAT]")
 	fs.StringVar(&s.listen, "listen", ":8080", "HTTP listen address [PERSISTER_LISTEN]")
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error [PERSISTER_LOG_LEVEL]")
+	fs.StringVar(&s.saslMechanism, "sasl-mechanism", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty: none [PERSISTER_SASL_MECHANISM]")
+	fs.StringVar(&s.saslUser, "sasl-username", "", "SASL user [PERSISTER_SASL_USERNAME]")
+	passwordFile := fs.String("sasl-password-file", "", "file holding the SASL password; or set PERSISTER_SASL_PASSWORD [PERSISTER_SASL_PASSWORD_FILE]")
+	fs.BoolVar(&s.tls, "tls", false, "connect to the brokers over TLS [PERSISTER_TLS]")
+	fs.StringVar(&s.tlsCAFile, "tls-ca-file", "", "PEM file of the CAs that sign the brokers' certificates; implies -tls [PERSISTER_TLS_CA_FILE]")
 	err := parseFlags(fs, args, getenv, map[string]string{
 		"brokers": "PERSISTER_BROKERS", "couchdb": "COUCHDB_URL", "db": "COUCHDB_DB",
 		"group-id": "PERSISTER_GROUP_ID", "client-id": "PERSISTER_CLIENT_ID", "topic-pattern": "PERSISTER_TOPIC_PATTERN",
@@ -160,9 +188,22 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*settin
 		"max-in-flight": "PERSISTER_MAX_IN_FLIGHT", "batch-wait": "PERSISTER_BATCH_WAIT",
 		"session-timeout": "PERSISTER_SESSION_TIMEOUT", "heartbeat": "PERSISTER_HEARTBEAT",
 		"listen": "PERSISTER_LISTEN", "log-level": "PERSISTER_LOG_LEVEL",
+		"sasl-mechanism": "PERSISTER_SASL_MECHANISM", "sasl-username": "PERSISTER_SASL_USERNAME",
+		"sasl-password-file": "PERSISTER_SASL_PASSWORD_FILE", "tls": "PERSISTER_TLS", "tls-ca-file": "PERSISTER_TLS_CA_FILE",
 	})
 	if err != nil {
 		return nil, err
+	}
+	s.saslPassword = getenv("PERSISTER_SASL_PASSWORD")
+	if *passwordFile != "" {
+		b, err := os.ReadFile(*passwordFile)
+		if err != nil {
+			return nil, fmt.Errorf("-sasl-password-file: %w", err)
+		}
+		s.saslPassword = strings.TrimRight(string(b), "\r\n")
+	}
+	if s.tlsCAFile != "" {
+		s.tls = true
 	}
 	switch {
 	case fs.NArg() > 0:
@@ -173,6 +214,16 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*settin
 		return nil, errors.New("no CouchDB: pass -couchdb URL or set COUCHDB_URL")
 	case s.batchSize <= 0:
 		return nil, fmt.Errorf("-batch-size %d: must be positive", s.batchSize)
+	case s.saslMechanism == "" && (s.saslUser != "" || s.saslPassword != ""):
+		return nil, errors.New("a SASL user or password without a mechanism: pass -sasl-mechanism or set PERSISTER_SASL_MECHANISM")
+	case s.saslMechanism != "" && (s.saslUser == "" || s.saslPassword == ""):
+		return nil, errors.New("-sasl-mechanism needs a user and a password: pass -sasl-username and -sasl-password-file, or set PERSISTER_SASL_USERNAME and PERSISTER_SASL_PASSWORD")
+	}
+	if s.mech, err = s.mechanism(); err != nil {
+		return nil, err
+	}
+	if s.tlsConfig, err = s.newTLSConfig(); err != nil {
+		return nil, err
 	}
 	// Checked here so that a typo fails at once rather than being retried
 	// as an unreachable server. The URL is not shown: it holds a password.
@@ -180,6 +231,40 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*settin
 		return nil, errors.New(`-couchdb (COUCHDB_URL) must look like "http://[user:password@]host:port[/prefix]"`)
 	}
 	return s, nil
+}
+
+// mechanism builds the configured SASL mechanism; nil without one.
+func (s *settings) mechanism() (sasl.Mechanism, error) {
+	switch strings.ToUpper(s.saslMechanism) {
+	case "":
+		return nil, nil
+	case "PLAIN":
+		return plain.Mechanism{Username: s.saslUser, Password: s.saslPassword}, nil
+	case "SCRAM-SHA-256":
+		return scram.Mechanism(scram.SHA256, s.saslUser, s.saslPassword)
+	case "SCRAM-SHA-512":
+		return scram.Mechanism(scram.SHA512, s.saslUser, s.saslPassword)
+	}
+	return nil, fmt.Errorf("-sasl-mechanism %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", s.saslMechanism)
+}
+
+// newTLSConfig builds the TLS configuration; nil without -tls.
+func (s *settings) newTLSConfig() (*tls.Config, error) {
+	if !s.tls {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if s.tlsCAFile != "" {
+		pem, err := os.ReadFile(s.tlsCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("-tls-ca-file: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-tls-ca-file %s: no PEM certificate in it", s.tlsCAFile)
+		}
+	}
+	return cfg, nil
 }
 
 // Backoff of the wait for CouchDB at startup.
@@ -236,6 +321,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if s.clientID != "" {
 		opts = append(opts, kafkastore.WithClientID(s.clientID))
 	}
+	if s.mech != nil {
+		opts = append(opts, kafkastore.WithSASL(s.mech))
+	}
+	if s.tlsConfig != nil {
+		opts = append(opts, kafkastore.WithTLS(s.tlsConfig))
+	}
 	prim := &primary{}
 	p, err := kafkastore.NewPersister(prim, opts...)
 	if err != nil {
@@ -264,7 +355,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		_ = srv.Shutdown(shutdownCtx)
 	}()
 	logger.Info("persister started", "listen", ln.Addr().String(), "group", s.groupID, "pattern", s.topicPattern,
-		"couchdb", redactedURL(s.couchURL), "db", s.db)
+		"couchdb", redactedURL(s.couchURL), "db", s.db, "sasl", s.saslMechanism, "tls", s.tls)
 
 	cs, err := openCouchDB(ctx, s, logger)
 	if err != nil {

@@ -18,7 +18,12 @@
 //   - credentials (a CouchDB URL's userinfo, Kafka SASL passwords) never
 //     appear in a log line at debug level or in an error text, on the happy
 //     path and on failure paths alike, nor on the standard error of the
-//     persister service.
+//     persister service;
+//   - on real Apache Kafka's TLS, SASL/SCRAM-SHA-512 and SASL_SSL listeners
+//     the Store, a Persister and the persister service work, and a wrong
+//     password or an untrusted certificate fails within a bound with an
+//     error naming the cause, while a Persister or the service stays not
+//     ready and logs why.
 //
 // Each test logs one "SUMMARY <test>:" line of figures.
 package hardeningtest

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/go-whisk/activationstore/internal/activationtest"
@@ -113,12 +115,51 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 }
 
 // A full flow and its failure paths, logged at debug level: no password of
-// CouchDB or Kafka shows in a log line or an error.
+// CouchDB or Kafka shows in a log line or an error. It runs on kfake with
+// SASL/PLAIN, whose password crosses the wire as it is, and on real Apache
+// Kafka with SASL/SCRAM-SHA-512 over TLS.
 func TestSecretsNeverLeak(t *testing.T) {
+	t.Run("kfake SASL PLAIN", func(t *testing.T) {
+		b := kafkatest.StartFake(t, kfake.EnableSASL(), kfake.Superuser("PLAIN", kafkaUser, kafkaPassword))
+		secretsNeverLeak(t, b, kafkaCredentials{
+			right:          []kafkastore.Option{kafkastore.WithSASL(plain.Mechanism{Username: kafkaUser, Password: kafkaPassword})},
+			wrong:          []kafkastore.Option{kafkastore.WithSASL(plain.Mechanism{Username: kafkaUser, Password: wrongPassword})},
+			secrets:        []string{kafkaPassword, wrongPassword},
+			publishTimeout: secretsTimeout,
+		})
+	})
+	t.Run("Apache Kafka SASL SCRAM-SHA-512 over TLS", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("starts Apache Kafka (a JVM); skipped under -short")
+		}
+		b := kafkatest.StartApache(t, kafkatest.WithSCRAM(), kafkatest.WithTLS())
+		user, password := b.SCRAMCredentials()
+		wrong, err := scram.Mechanism(scram.SHA512, user, "wr0ng-"+password)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secretsNeverLeak(t, b, kafkaCredentials{
+			right:   clientSecurity(b),
+			wrong:   []kafkastore.Option{kafkastore.WithSASL(wrong), kafkastore.WithTLS(b.TLS())},
+			secrets: []string{password, "wr0ng-" + password},
+			// A real broker creates a topic in seconds on a loaded machine.
+			publishTimeout: securedPublishTimeout,
+		})
+	})
+}
+
+// kafkaCredentials are the Store and Persister options of a secured
+// broker, right and wrong, the passwords they hold, and the Store's
+// publish timeout there.
+type kafkaCredentials struct {
+	right, wrong   []kafkastore.Option
+	secrets        []string
+	publishTimeout time.Duration
+}
+
+func secretsNeverLeak(t *testing.T, b *kafkatest.Broker, creds kafkaCredentials) {
 	couchURL, proxy, couchSecrets := couchCredentials(t)
-	scan := &leakScan{secrets: append(couchSecrets, kafkaPassword, wrongPassword)}
-	b := kafkatest.StartFake(t, kfake.EnableSASL(), kfake.Superuser("PLAIN", kafkaUser, kafkaPassword))
-	mech := plain.Mechanism{Username: kafkaUser, Password: kafkaPassword}
+	scan := &leakScan{secrets: append(couchSecrets, creds.secrets...)}
 	for _, secret := range scan.secrets {
 		if len(scan.found(`{"msg":"x","url":"http://`+secret+`@h"}`)) == 0 {
 			t.Fatalf("the scan misses %q", secret)
@@ -140,11 +181,11 @@ func TestSecretsNeverLeak(t *testing.T) {
 	// Two Stores, one writing the primary too, to cover both paths.
 	var stores []*kafkastore.Store
 	for _, inPrimary := range []bool{false, true} {
-		ks, err := kafkastore.New(couch, kafkastore.WithBrokers(b.Addr()), kafkastore.WithTopic(topic),
-			kafkastore.WithTopicPartitions(2), kafkastore.WithSASL(mech), kafkastore.WithLogger(logger),
-			kafkastore.WithPublishTimeout(secretsTimeout), kafkastore.WithStoreInPrimary(inPrimary))
+		ks, err := kafkastore.New(couch, append(slices.Clip(creds.right), kafkastore.WithBrokers(b.Addr()), kafkastore.WithTopic(topic),
+			kafkastore.WithTopicPartitions(2), kafkastore.WithLogger(logger),
+			kafkastore.WithPublishTimeout(creds.publishTimeout), kafkastore.WithStoreInPrimary(inPrimary))...)
 		if scan.note(err) != nil {
-			t.Fatalf("kafkastore.New with SASL PLAIN: %v", err)
+			t.Fatalf("kafkastore.New on %s: %v", b, err)
 		}
 		defer ks.Close()
 		stores = append(stores, ks)
@@ -158,8 +199,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		}
 		stored = append(stored, a)
 	}
-	p, err := kafkastore.NewPersister(couch, append(persisterOptions(t, b.Addr(), logger, topic),
-		kafkastore.WithSASL(mech))...)
+	p, err := kafkastore.NewPersister(couch, append(persisterOptions(t, b.Addr(), logger, topic), creds.right...)...)
 	if scan.note(err) != nil {
 		t.Fatal(err)
 	}
@@ -222,15 +262,14 @@ func TestSecretsNeverLeak(t *testing.T) {
 	})
 
 	// A wrong Kafka password: New, Store and a persister all fail.
-	wrong := plain.Mechanism{Username: kafkaUser, Password: wrongPassword}
-	_, err = kafkastore.New(couch, kafkastore.WithBrokers(b.Addr()), kafkastore.WithTopic(topic),
-		kafkastore.WithSASL(wrong), kafkastore.WithLogger(logger), kafkastore.WithPublishTimeout(secretsTimeout))
+	_, err = kafkastore.New(couch, append(slices.Clip(creds.wrong), kafkastore.WithBrokers(b.Addr()), kafkastore.WithTopic(topic),
+		kafkastore.WithLogger(logger), kafkastore.WithPublishTimeout(creds.publishTimeout))...)
 	if scan.note(err) == nil {
 		t.Error("kafkastore.New with a wrong SASL password succeeded")
 	}
-	badStore, err := kafkastore.New(couch, kafkastore.WithBrokers(b.Addr()), kafkastore.WithTopic(topic),
-		kafkastore.WithSASL(wrong), kafkastore.WithLogger(logger), kafkastore.WithPublishTimeout(secretsTimeout),
-		kafkastore.WithTopicCreation(false))
+	badStore, err := kafkastore.New(couch, append(slices.Clip(creds.wrong), kafkastore.WithBrokers(b.Addr()), kafkastore.WithTopic(topic),
+		kafkastore.WithLogger(logger), kafkastore.WithPublishTimeout(creds.publishTimeout),
+		kafkastore.WithTopicCreation(false))...)
 	if scan.note(err) != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +277,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		t.Error("Store with a wrong SASL password succeeded")
 	}
 	scan.note(badStore.Close())
-	bp, err := kafkastore.NewPersister(couch, append(persisterOptions(t, b.Addr(), logger, topic), kafkastore.WithSASL(wrong))...)
+	bp, err := kafkastore.NewPersister(couch, append(persisterOptions(t, b.Addr(), logger, topic), creds.wrong...)...)
 	if scan.note(err) != nil {
 		t.Fatal(err)
 	}
@@ -274,6 +313,6 @@ func TestSecretsNeverLeak(t *testing.T) {
 			t.Errorf("captured logs never contain %q; the scan would prove nothing", want)
 		}
 	}
-	t.Logf("SUMMARY TestSecretsNeverLeak: %d log lines scanned (%d on the happy path), %d errors scanned in %d texts, %d secrets checked, CouchDB-down calls failed %d/7, persister retries %d",
-		logs.Lines(), happyLines, len(scan.errs), scan.texts, len(scan.secrets), couchFailures, p.Stats().Retries)
+	t.Logf("SUMMARY %s: %s: %d log lines scanned (%d on the happy path), %d errors scanned in %d texts, %d secrets checked, CouchDB-down calls failed %d/7, persister retries %d",
+		t.Name(), b, logs.Lines(), happyLines, len(scan.errs), scan.texts, len(scan.secrets), couchFailures, p.Stats().Retries)
 }

@@ -445,25 +445,28 @@ func (n *apacheNode) waitReady(ctx context.Context, want int) error {
 	}
 }
 
+// probe asks for the cluster metadata on a transport of its own. It checks
+// the cluster id too: the ports were free when picked, and another
+// process's broker may have bound one since, which would otherwise pass
+// for this node until it fails to bind.
 func (n *apacheNode) probe(ctx context.Context, want int) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	conn, err := (&kafka.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", n.addr(secPlain))
+	tr := &kafka.Transport{DialTimeout: time.Second}
+	defer tr.CloseIdleConnections()
+	md, err := (&kafka.Client{Addr: kafka.TCP(n.addr(secPlain)), Transport: tr}).Metadata(ctx, &kafka.MetadataRequest{})
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
-	brokers, err := conn.Brokers()
-	if err != nil {
-		return err
+	if md.ClusterID != n.c.clusterID {
+		return fmt.Errorf("%s is served by cluster %q, not this one (%q)", n.addr(secPlain), md.ClusterID, n.c.clusterID)
 	}
 	self := false
-	for _, b := range brokers {
+	for _, b := range md.Brokers {
 		self = self || b.ID == n.id
 	}
-	if len(brokers) < want || !self {
-		return fmt.Errorf("metadata lists %d of %d brokers (itself: %v)", len(brokers), want, self)
+	if len(md.Brokers) < want || !self {
+		return fmt.Errorf("metadata lists %d of %d brokers (itself: %v)", len(md.Brokers), want, self)
 	}
 	return nil
 }

@@ -169,6 +169,7 @@ type Broker struct {
 	sec    security
 	addrs  []string
 	tls    *tls.Config // client side; nil without TLS
+	caPEM  []byte      // the CA tls trusts; nil without TLS
 	scram  string      // SCRAM password; "" without SASL
 	fake   *kfake.Cluster
 	apache *apacheCluster
@@ -231,6 +232,7 @@ func startFake(t testing.TB, o options) *Broker {
 	t.Helper()
 	var extra []kfake.Opt
 	var clientTLS *tls.Config
+	var caPEM []byte
 	var password string
 	if o.tls {
 		certs, err := newTestCerts()
@@ -238,14 +240,14 @@ func startFake(t testing.TB, o options) *Broker {
 			t.Fatalf("kafkatest: generate TLS certificates: %v", err)
 		}
 		extra = append(extra, kfake.TLS(certs.serverConfig()))
-		clientTLS = certs.clientConfig()
+		clientTLS, caPEM = certs.clientConfig(), certs.caPEM
 	}
 	if o.scram {
 		password = randomHex(12)
 		extra = append(extra, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", scramUser, password))
 	}
 	b := StartFake(t, extra...)
-	b.sec, b.tls, b.scram = o.security(), clientTLS, password
+	b.sec, b.tls, b.caPEM, b.scram = o.security(), clientTLS, caPEM, password
 	return b
 }
 
@@ -354,7 +356,7 @@ func (b *Broker) Listener(opts ...Option) *Broker {
 	}
 	v := &Broker{kind: KindApache, t: b.t, sec: o.security(), addrs: b.apache.addrs(o.security()), apache: b.apache, dedicated: b.dedicated}
 	if o.tls {
-		v.tls = b.apache.certs.clientConfig()
+		v.tls, v.caPEM = b.apache.certs.clientConfig(), b.apache.certs.caPEM
 	}
 	if o.scram {
 		v.scram = b.apache.password
@@ -398,6 +400,11 @@ func (b *Broker) TLS() *tls.Config {
 	}
 	return b.tls.Clone()
 }
+
+// CACertPEM is the PEM certificate of the CA that signed a WithTLS
+// broker's certificate, the one TLS trusts, for programs configured by
+// file; nil without TLS.
+func (b *Broker) CACertPEM() []byte { return slices.Clone(b.caPEM) }
 
 // SASL is the SCRAM-SHA-512 mechanism of a WithSCRAM broker's user, nil
 // otherwise.
