@@ -74,8 +74,9 @@ type brokerKill struct {
 // every failed Store returned its error to its caller, and the caller's
 // retry of the same activation succeeded.
 //
-// The callers go on past n records until the second node is back, so that
-// both losses happen under load however fast the machine. kfake has no
+// The callers go on past n records, at a slower pace, until the second
+// node is back, so that both losses happen under load however fast the
+// machine. kfake has no
 // replication: this test always runs against Apache Kafka (Java
 // required), -short included.
 func TestBrokerLossLosesNothing(t *testing.T) {
@@ -87,6 +88,9 @@ func TestBrokerLossLosesNothing(t *testing.T) {
 		partitions  = 8
 		callers     = 16
 		maxAttempts = 30 // per activation
+		// Each caller's pause before a Store past n: at most 800
+		// Stores/s in all while the kills go on.
+		overtimePace = 20 * time.Millisecond
 	)
 	kills := []*brokerKill{{role: victimLeader, at: 0.2}, {role: victimCoordinator, at: 0.5}}
 
@@ -180,11 +184,12 @@ func TestBrokerLossLosesNothing(t *testing.T) {
 	})
 
 	// The callers: each takes the next activation and stores it, retrying
-	// a failed Store of the same activation until it succeeds. They stop
-	// at limit, which is lowered to max(n, handed out) once the last node
-	// is back: activations [0, limit) are all stored.
+	// a failed Store of the same activation until it succeeds. Past n
+	// they slow down to keep a light load (overtimePace) until the last
+	// node is back; then they stop at limit, lowered to max(n, handed out):
+	// activations [0, limit) are all stored.
 	run := NewRun()
-	capacity := 4 * n
+	capacity := n + 200_000
 	acked := make([]atomic.Bool, capacity)
 	var (
 		next, ackedN atomic.Int64
@@ -193,6 +198,7 @@ func TestBrokerLossLosesNothing(t *testing.T) {
 		errMu        sync.Mutex
 		storeErrs    = make([]int, len(kills)+1) // by phase
 		lastErrAt    = make([]time.Time, len(kills)+1)
+		errBegun     = make([][]time.Time, len(kills)+1) // by phase: when each failed Store began
 		errKinds     = map[string]int{}
 		errSamples   = map[string]string{}
 		retried      int
@@ -208,8 +214,12 @@ func TestBrokerLossLosesNothing(t *testing.T) {
 				if int64(i) >= limit.Load() {
 					return
 				}
+				if i >= n {
+					time.Sleep(overtimePace)
+				}
 				a := Activation(run, i)
 				for attempt := 1; ; attempt++ {
+					begun := time.Now()
 					_, err := s.Store(ctx, a, store.UserContext{TransactionID: "loss"})
 					if err == nil {
 						acked[i].Store(true)
@@ -221,6 +231,7 @@ func TestBrokerLossLosesNothing(t *testing.T) {
 					ph := phase.Load()
 					storeErrs[ph]++
 					lastErrAt[ph] = time.Now()
+					errBegun[ph] = append(errBegun[ph], begun)
 					if errKinds[kind]++; errKinds[kind] == 1 {
 						errSamples[kind] = err.Error()
 					}
@@ -366,17 +377,29 @@ func TestBrokerLossLosesNothing(t *testing.T) {
 	var report []string
 	var marks []string
 	for k, kl := range kills {
+		// Stores begun once the victim's partitions had new leaders
+		// failed only on stale routing.
+		lateErrs := 0
+		for _, at := range errBegun[k+1] {
+			if at.After(kl.killed.Add(kl.ledMoved)) {
+				lateErrs++
+			}
+		}
+		busiestMoved := "-" // the victim did not lead it
+		if slices.Contains(kl.led, kl.busiest) {
+			busiestMoved = kl.busiestMoved.Round(time.Millisecond).String()
+		}
 		lastErr := "none"
 		if !lastErrAt[k+1].IsZero() {
 			lastErr = lastErrAt[k+1].Sub(kl.killed).Round(time.Millisecond).String() + " after the kill"
 		}
 		report = append(report, fmt.Sprintf("kill %d [node %d, %s; it led partitions %v (busiest %d), coordinator %v; at acked=%d, %v in] "+
-			"busiest partition's leader moved in %v, all its partitions in %v, group coordinator in %v, every partition committing again in %v; "+
-			"Stores back to half their rate in %v; Store errors %d (last %s); persisted %d, conflicts %d, persister retries %d, commit errors %d until back in sync; restart took %v, in sync %v after it",
+			"busiest partition's leader moved in %s, all its partitions in %v, group coordinator in %v, every partition committing again in %v; "+
+			"Stores back to half their rate in %v; Store errors %d (last %s; %d begun after all its partitions had new leaders); persisted %d, conflicts %d, persister retries %d, commit errors %d until back in sync; restart took %v, in sync %v after it",
 			k+1, kl.victim, kl.role, kl.led, kl.busiest, kl.wasCoordinator, kl.ackedAtKill, kl.killed.Sub(began).Round(time.Millisecond),
-			kl.busiestMoved.Round(time.Millisecond), kl.ledMoved.Round(time.Millisecond), kl.coordMoved.Round(time.Millisecond), kl.commitsMoved.Round(time.Millisecond),
+			busiestMoved, kl.ledMoved.Round(time.Millisecond), kl.coordMoved.Round(time.Millisecond), kl.commitsMoved.Round(time.Millisecond),
 			storeRecovery(samples, began, kl.killed).Round(100*time.Millisecond),
-			storeErrs[k+1], lastErr, kl.after.Persisted-kl.before.Persisted, kl.after.Conflicts-kl.before.Conflicts,
+			storeErrs[k+1], lastErr, lateErrs, kl.after.Persisted-kl.before.Persisted, kl.after.Conflicts-kl.before.Conflicts,
 			kl.after.Retries-kl.before.Retries, kl.after.CommitErrors-kl.before.CommitErrors,
 			kl.restart.Round(time.Millisecond), kl.inSync.Round(time.Millisecond)))
 		marks = append(marks, fmt.Sprintf("kill %d in second %d, restart in second %d", k+1,
