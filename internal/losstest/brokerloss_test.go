@@ -11,6 +11,7 @@ import (
 	"net"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -72,13 +73,13 @@ type brokerKill struct {
 // first to the leader of the busiest partition, then to the persisters'
 // group coordinator. Every acknowledged Store is in CouchDB exactly once;
 // every failed Store returned its error to its caller, and the caller's
-// retry of the same activation succeeded.
+// retry of the same activation succeeded; after a coordinator loss the
+// group commits again well within its session timeout.
 //
 // The callers go on past n records, at a slower pace, until the second
 // node is back, so that both losses happen under load however fast the
-// machine. kfake has no
-// replication: this test always runs against Apache Kafka (Java
-// required), -short included.
+// machine. kfake has no replication: this test always runs against Apache
+// Kafka (Java required), -short included.
 func TestBrokerLossLosesNothing(t *testing.T) {
 	n := 50_000
 	if testing.Short() {
@@ -91,6 +92,8 @@ func TestBrokerLossLosesNothing(t *testing.T) {
 		// Each caller's pause before a Store past n: at most 800
 		// Stores/s in all while the kills go on.
 		overtimePace = 20 * time.Millisecond
+		// The persisters' session timeout: kafkastore's default.
+		defaultSession = 30 * time.Second
 	)
 	kills := []*brokerKill{{role: victimLeader, at: 0.2}, {role: victimCoordinator, at: 0.5}}
 
@@ -98,7 +101,11 @@ func TestBrokerLossLosesNothing(t *testing.T) {
 	defer cancel()
 	b := kafkatest.StartApache(t, kafkatest.WithNodes(3))
 	topic := kafkatest.Topic(t, "completed")
-	b.CreateTopic(t, topic, partitions, map[string]string{"min.insync.replicas": "2"})
+	// The topic the Store would create, and min.insync.replicas=2.
+	b.CreateTopic(t, topic, partitions, map[string]string{
+		"min.insync.replicas": "2",
+		"max.message.bytes":   strconv.Itoa(kafkastore.DefaultMaxRequestSize),
+	})
 	checkReplication(ctx, t, b, topic, 3, "2")
 	group := kafkatest.Topic(t, "group")
 	couchURL, db := couchtest.URL(t), couchtest.DBName(t)
@@ -142,7 +149,8 @@ func TestBrokerLossLosesNothing(t *testing.T) {
 			kafkastore.WithTopicPattern(pattern),
 			kafkastore.WithDeadLetterTopic(dlq),
 			kafkastore.WithLogger(slog.New(slog.NewTextHandler(&persisterLog, nil)).With("member", name)),
-			kafkastore.WithGroupTimeouts(6*time.Second, 6*time.Second, 300*time.Millisecond),
+			// The default group timeouts (session 30 s, heartbeat 3 s), as
+			// in production: a coordinator loss must not cost a session.
 			kafkastore.WithBatch(500, 4<<20, 10*time.Millisecond),
 			kafkastore.WithRetryBackoff(50*time.Millisecond, time.Second),
 			kafkastore.WithCommitInterval(200*time.Millisecond),
@@ -290,6 +298,8 @@ func TestBrokerLossLosesNothing(t *testing.T) {
 	select {
 	case <-callersDone:
 	case <-time.After(3 * time.Minute):
+		errMu.Lock()
+		defer errMu.Unlock()
 		t.Fatalf("Store callers not done 3 min after the last restart: %d acknowledged, errors by phase %v", ackedN.Load(), storeErrs)
 	}
 	total := int(limit.Load())
@@ -372,6 +382,15 @@ func TestBrokerLossLosesNothing(t *testing.T) {
 	}
 	if storeErrs[0] > 0 {
 		t.Errorf("%d Store errors before the first kill", storeErrs[0])
+	}
+	// kafka-go joins again as a new member after a coordinator loss; unless
+	// the persisters take their old members out, the new coordinator waits
+	// for them to expire: the session timeout.
+	for k, kl := range kills {
+		if kl.wasCoordinator && kl.commitsMoved-kl.coordMoved > defaultSession/2 {
+			t.Errorf("kill %d: the group committed again %v after its coordinator moved, want well under the %v session timeout",
+				k+1, (kl.commitsMoved - kl.coordMoved).Round(time.Millisecond), defaultSession)
+		}
 	}
 
 	var report []string
