@@ -203,6 +203,8 @@ func (p *Persister) consume(ctx context.Context, topics persistedTopics) {
 		return
 	}
 	defer cg.Close() // leaves the group
+	var orphans sync.WaitGroup
+	defer orphans.Wait() // after cancel, below
 
 	gctx, cancel := context.WithCancel(ctx)
 	watched := make(chan struct{})
@@ -213,6 +215,7 @@ func (p *Persister) consume(ctx context.Context, topics persistedTopics) {
 	defer func() { cancel(); <-watched }()
 
 	p.log.Info("persister following topics", "topics", topics.String())
+	member := "" // of the last generation, until kafka-go forgets it
 	for {
 		gen, err := cg.Next(gctx)
 		if gctx.Err() != nil {
@@ -220,8 +223,15 @@ func (p *Persister) consume(ctx context.Context, topics persistedTopics) {
 		}
 		if err != nil {
 			p.log.Warn("persister cannot join its consumer group; retrying", "err", err)
+			// Every error but RebalanceInProgress makes kafka-go drop
+			// its member id and join again as a new member.
+			if old := member; old != "" && !errors.Is(err, kafka.RebalanceInProgress) {
+				member = ""
+				orphans.Go(func() { p.leaveOrphan(gctx, old) })
+			}
 			continue
 		}
+		member = gen.MemberID
 		p.runGeneration(gctx, gen)
 	}
 }

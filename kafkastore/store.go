@@ -111,6 +111,13 @@ func New(primary store.Store, opts ...Option) (*Store, error) {
 		TLS:         c.tls,
 		SASL:        c.sasl,
 		DialTimeout: min(sc.publishTimeout, 5*time.Second),
+		// kafka-go routes produce requests by cached metadata and does not
+		// refresh it when a leader fails: after a broker loss every batch
+		// for its partitions goes on failing until the next refresh. Its
+		// default 6 s TTL added up to 6 s of failed Stores after the new
+		// leader's election; ask often, for the one topic only.
+		MetadataTTL:    time.Second,
+		MetadataTopics: []string{sc.topic},
 	}
 	kafkaLog := kafka.LoggerFunc(func(msg string, args ...any) {
 		s.log.Debug("kafka-go: " + fmt.Sprintf(msg, args...))

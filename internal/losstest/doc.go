@@ -4,16 +4,18 @@
 // examples/persister service — through the failures a production
 // deployment meets: the process killed with SIGKILL in the middle of a
 // drain, the database unreachable for seconds, consumer group rebalances
-// under load, poison records mixed into good ones. Each test then reads
-// back every activation from the primary (and every poison record from the
-// dead-letter topic) and checks that each one is there exactly once. A
-// last test checks that a stopped persister leaves no goroutine behind and
+// under load, poison records mixed into good ones, a Kafka node killed
+// under acks=all Stores (the leader of the busiest partition, then the
+// group coordinator). Each test then reads back every activation from the
+// primary (and every poison record from the dead-letter topic) and checks
+// that each one is there exactly once. A last test checks that a stopped persister leaves no goroutine behind and
 // that its heap stays within its in-flight cap while draining a backlog.
 //
-// The tests run against the real in-process Kafka broker
-// (internal/kafkatest) and the CouchDB-protocol test server
-// (internal/couchtest); -short shrinks the volumes. Each test logs one line
-// "SUMMARY <test>: …" with its figures.
+// The tests run against the broker internal/kafkatest selects (the
+// broker-loss test always against a three-node Apache Kafka cluster of its
+// own) and the CouchDB-protocol test server (internal/couchtest); -short
+// shrinks the volumes. Each test logs one line "SUMMARY <test>: …" with
+// its figures.
 //
 // The non-test files hold the helpers the tests share: numbered
 // activations whose ids map back to their number, a bulk producer, a
