@@ -67,7 +67,7 @@ func TestPersisterTakesItsOrphanedMemberOutOfTheGroup(t *testing.T) {
 	})
 	rejoined := time.Since(lostAt)
 	as := produceActivations(t, b, topic, "guest", 20)
-	waitUntil(t, 10*time.Second, "the records produced after the rejoin to be stored", func() bool { return countIn(t, mem, "guest") == len(as) })
+	waitUntil(t, 10*time.Second, "the records produced after the rejoin to be stored", func() bool { return mem.Len() == len(as) })
 	checkAllStored(t, mem, "guest", as)
 	t.Logf("generation %d -> %d, %v after the coordinator was lost for 1 s (session timeout %v)",
 		first, p.Stats().Generation, rejoined.Round(time.Millisecond), session)

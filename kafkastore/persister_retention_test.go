@@ -103,7 +103,7 @@ func TestPersisterCountsRecordsLostWhileReading(t *testing.T) {
 	// The primary blocks until released, and the in-flight cap holds a
 	// handful of records: the reader stops early in the partition.
 	gate := make(chan struct{})
-	primary := &gatedPrimary{inner: memory.New(), gate: gate}
+	primary := &gatedPrimary{innerStore: memory.New(), gate: gate}
 	as := produceActivations(t, b, topic, "guest", 2000)
 	p := newTestPersister(t, b, primary, WithTopicPattern(exactTopics(topic)), WithGroupID(group),
 		WithMaxInFlightBytes(8<<10), WithBatch(4, 4<<20, 0))
@@ -133,7 +133,7 @@ func TestPersisterCountsRecordsLostWhileReading(t *testing.T) {
 
 // gatedPrimary holds every write until gate is closed.
 type gatedPrimary struct {
-	inner
+	innerStore
 	gate <-chan struct{}
 }
 
@@ -143,5 +143,5 @@ func (g *gatedPrimary) StoreBatch(ctx context.Context, as []*store.Activation, u
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	return g.inner.(store.BatchStorer).StoreBatch(ctx, as, uc)
+	return g.innerStore.(store.BatchStorer).StoreBatch(ctx, as, uc)
 }

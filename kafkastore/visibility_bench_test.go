@@ -125,7 +125,7 @@ func benchVisibilityLag(b *testing.B, br *kafkatest.Broker, newPrimary func(test
 
 // visibilityPrimary notes when each activation's write returned.
 type visibilityPrimary struct {
-	inner
+	innerStore
 	batch store.BatchStorer
 
 	mu   sync.Mutex
@@ -133,7 +133,7 @@ type visibilityPrimary struct {
 }
 
 func newVisibilityPrimary(s store.Store) *visibilityPrimary {
-	v := &visibilityPrimary{inner: s, seen: map[string]time.Time{}}
+	v := &visibilityPrimary{innerStore: s, seen: map[string]time.Time{}}
 	v.batch, _ = s.(store.BatchStorer)
 	return v
 }
@@ -146,7 +146,7 @@ func (v *visibilityPrimary) StoreBatch(ctx context.Context, as []*store.Activati
 	} else {
 		res = make([]store.BatchResult, len(as))
 		for i, a := range as {
-			res[i].DocInfo, res[i].Err = v.inner.Store(ctx, a, uc)
+			res[i].DocInfo, res[i].Err = v.innerStore.Store(ctx, a, uc)
 		}
 	}
 	now := time.Now()
@@ -161,9 +161,6 @@ func (v *visibilityPrimary) StoreBatch(ctx context.Context, as []*store.Activati
 	}
 	return res, err
 }
-
-// inner names the embedded store so that its field does not hide its Store method.
-type inner = store.Store
 
 func (v *visibilityPrimary) count() int {
 	v.mu.Lock()

@@ -679,5 +679,6 @@ func (l *logBuffer) Write(p []byte) (int, error) {
 func (l *logBuffer) tail(n int) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return tail(strings.TrimRight(l.buf.String(), "\n"), n)
+	lines := strings.Split(strings.TrimRight(l.buf.String(), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
