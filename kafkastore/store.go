@@ -166,6 +166,7 @@ func (s *Store) setupTopic(brokers []string) error {
 		ReplicationFactor: s.cfg.topicReplication,
 		Retention:         s.cfg.topicRetention,
 		MaxMessageBytes:   s.maxRequestSize,
+		MinInSyncReplicas: minInSyncFor(s.cfg.topicReplication),
 	}
 	created, err := ensureTopic(ctx, s.transport, brokers, spec)
 	if err != nil {

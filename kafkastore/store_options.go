@@ -278,8 +278,10 @@ func WithTopicPartitions(n int) Option {
 }
 
 // WithTopicReplicationFactor sets the replication factor of a topic the
-// Store creates; default the broker's default.replication.factor. With
-// acks=all, records survive the loss of all but one in-sync replica.
+// Store creates; default the broker's default.replication.factor. From 3
+// on, the topic also gets min.insync.replicas=2: with acks=all, a Store
+// then returns nil only when two replicas hold the record, and a record
+// survives the loss of any one broker.
 func WithTopicReplicationFactor(n int) Option {
 	return option("WithTopicReplicationFactor", forStore, func(c *config) error {
 		if n < 1 {

@@ -15,6 +15,7 @@ import (
 const (
 	topicConfigRetentionMs     = "retention.ms"
 	topicConfigMaxMessageBytes = "max.message.bytes"
+	topicConfigMinInSync       = "min.insync.replicas"
 )
 
 // topicSpec describes a topic to create when it is missing.
@@ -24,6 +25,7 @@ type topicSpec struct {
 	ReplicationFactor int           // -1: the broker's default.replication.factor
 	Retention         time.Duration // 0: the broker's default; < 0: unlimited
 	MaxMessageBytes   int           // 0: the broker's default
+	MinInSyncReplicas int           // 0: the broker's default
 }
 
 func (s topicSpec) configEntries() []kafka.ConfigEntry {
@@ -38,7 +40,21 @@ func (s topicSpec) configEntries() []kafka.ConfigEntry {
 	if s.MaxMessageBytes > 0 {
 		entries = append(entries, kafka.ConfigEntry{ConfigName: topicConfigMaxMessageBytes, ConfigValue: strconv.Itoa(s.MaxMessageBytes)})
 	}
+	if s.MinInSyncReplicas > 0 {
+		entries = append(entries, kafka.ConfigEntry{ConfigName: topicConfigMinInSync, ConfigValue: strconv.Itoa(s.MinInSyncReplicas)})
+	}
 	return entries
+}
+
+// minInSyncFor is the min.insync.replicas of a topic created with
+// replication factor rf: 2 from 3 replicas on, so that an acks=all write
+// acknowledged by a lone leader (its followers out of sync) is refused
+// rather than lost with that leader. 0 (the broker's default) below.
+func minInSyncFor(rf int) int {
+	if rf >= 3 {
+		return 2
+	}
+	return 0
 }
 
 // ensureTopic creates the topic described by spec unless it exists, as

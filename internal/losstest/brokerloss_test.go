@@ -11,7 +11,6 @@ import (
 	"net"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -101,12 +100,6 @@ func TestBrokerLossLosesNothing(t *testing.T) {
 	defer cancel()
 	b := kafkatest.StartApache(t, kafkatest.WithNodes(3))
 	topic := kafkatest.Topic(t, "completed")
-	// The topic the Store would create, and min.insync.replicas=2.
-	b.CreateTopic(t, topic, partitions, map[string]string{
-		"min.insync.replicas": "2",
-		"max.message.bytes":   strconv.Itoa(kafkastore.DefaultMaxRequestSize),
-	})
-	checkReplication(ctx, t, b, topic, 3, "2")
 	group := kafkatest.Topic(t, "group")
 	couchURL, db := couchtest.URL(t), couchtest.DBName(t)
 	primary, err := couchdb.New(ctx, couchURL, db)
@@ -126,11 +119,14 @@ func TestBrokerLossLosesNothing(t *testing.T) {
 		kafkastore.WithBrokers(b.Addrs()...),
 		kafkastore.WithTopic(topic),
 		kafkastore.WithClientID("loss-store"),
+		kafkastore.WithTopicPartitions(partitions),
+		kafkastore.WithTopicReplicationFactor(3), // and so min.insync.replicas=2
 		kafkastore.WithLogger(slog.New(slog.NewTextHandler(&storeLog, &slog.HandlerOptions{Level: slog.LevelWarn}))),
 	)
 	if err != nil {
 		t.Fatalf("kafkastore.New: %v", err)
 	}
+	checkReplication(ctx, t, b, topic, 3, "2")
 	storeClosed := false
 	defer func() {
 		if !storeClosed {
