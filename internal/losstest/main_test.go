@@ -1,14 +1,22 @@
 package losstest
 
 import (
+	"os"
 	"testing"
 	"time"
 
 	"github.com/go-whisk/activationstore/internal/couchtest"
 )
 
-// TestMain stops the CouchDB test server with the test binary.
-func TestMain(m *testing.M) { couchtest.Main(m) }
+// TestMain stops the CouchDB test server with the test binary. Started
+// with brokerChildEnv set, the binary is a broker process instead (see
+// startBrokerProcess).
+func TestMain(m *testing.M) {
+	if os.Getenv(brokerChildEnv) != "" {
+		os.Exit(runBrokerChild())
+	}
+	couchtest.Main(m)
+}
 
 // waitFor polls cond every 50 ms until it holds, failing the test after
 // timeout.
