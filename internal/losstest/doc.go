@@ -8,11 +8,13 @@
 // back every activation from the primary (and every poison record from the
 // dead-letter topic) and checks that each one is there exactly once. A
 // last test checks that a stopped persister leaves no goroutine behind and
-// that its heap stays within its in-flight cap while draining a backlog.
+// that its heap stays within its in-flight cap, plus the documented
+// overhead of each compression codec, while draining a backlog.
 //
 // The tests run against the real in-process Kafka broker
-// (internal/kafkatest) and the CouchDB-protocol test server
-// (internal/couchtest); -short shrinks the volumes. Each test logs one line
+// (internal/kafkatest; in a child process for the heap test) and the
+// CouchDB-protocol test server (internal/couchtest); -short shrinks the
+// volumes. Each test logs one line
 // "SUMMARY <test>: …" with its figures.
 //
 // The non-test files hold the helpers the tests share: numbered
