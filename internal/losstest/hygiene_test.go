@@ -2,6 +2,7 @@ package losstest
 
 import (
 	"context"
+	"net/http"
 	"regexp"
 	"runtime"
 	"sync"
@@ -32,6 +33,10 @@ func TestNoGoroutineLeft(t *testing.T) {
 			t.Errorf("goroutines left after the store, the persisters and the broker stopped: %v", err)
 		}
 	})
+	// Runs second to last: couchtest's cleanup deletes the test database
+	// through http.DefaultClient, which dials anew when its connections
+	// idled out (90 s, as after a long test): not the persister's.
+	t.Cleanup(http.DefaultClient.CloseIdleConnections)
 	before := runtime.NumGoroutine()
 
 	const n, partitions = 3000, 4
