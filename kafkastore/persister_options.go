@@ -227,8 +227,8 @@ func WithRetryBackoff(min, max time.Duration) Option {
 // outlive a batch until the second garbage collection after it. Measured
 // (internal/losstest) while draining a backlog of ~450-byte records, written
 // by kafka-go in 100-record batches, with an 8 MiB cap and 4 partitions:
-// the live heap peaked at cap + 2.5–8 MiB uncompressed, gzip, snappy or
-// zstd (mostly the records' heap above their weight), cap + 18–35 MiB lz4.
+// the live heap peaked at cap + 3–8 MiB uncompressed, gzip, snappy or
+// zstd (mostly the records' heap above their weight), cap + 18–37 MiB lz4.
 func WithMaxInFlightBytes(n int64) Option {
 	return persisterOption("WithMaxInFlightBytes", func(c *persisterConfig) error {
 		if n < 1 {
