@@ -8,14 +8,17 @@
 // under acks=all Stores (the leader of the busiest partition, then the
 // group coordinator). Each test then reads back every activation from the
 // primary (and every poison record from the dead-letter topic) and checks
-// that each one is there exactly once. A last test checks that a stopped persister leaves no goroutine behind and
-// that its heap stays within its in-flight cap while draining a backlog.
+// that each one is there exactly once. A last test checks that a stopped
+// persister leaves no goroutine behind and that its heap stays within its
+// in-flight cap, plus the documented overhead of each compression codec,
+// while draining a backlog.
 //
 // The tests run against the broker internal/kafkatest selects (the
 // broker-loss test always against a three-node Apache Kafka cluster of its
-// own) and the CouchDB-protocol test server (internal/couchtest); -short
-// shrinks the volumes. Each test logs one line "SUMMARY <test>: …" with
-// its figures.
+// own, the heap test against kfake in a child process, so that the broker
+// is not in the measured heap) and the CouchDB-protocol test server
+// (internal/couchtest); -short shrinks the volumes. Each test logs one line
+// "SUMMARY <test>: …" with its figures.
 //
 // The non-test files hold the helpers the tests share: numbered
 // activations whose ids map back to their number, a bulk producer, a

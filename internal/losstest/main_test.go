@@ -10,8 +10,12 @@ import (
 )
 
 // TestMain stops the shared test servers (CouchDB, and Apache Kafka under
-// KAFKATEST=apache) with the test binary.
+// KAFKATEST=apache) with the test binary. Started with brokerChildEnv set,
+// the binary is a broker process instead (see startBrokerProcess).
 func TestMain(m *testing.M) {
+	if os.Getenv(brokerChildEnv) != "" {
+		os.Exit(runBrokerChild())
+	}
 	code := m.Run()
 	kafkatest.Stop()
 	couchtest.Stop()
