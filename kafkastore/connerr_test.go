@@ -1,7 +1,6 @@
 package kafkastore
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -9,33 +8,15 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
 	"github.com/go-whisk/activationstore/internal/kafkatest"
+	"github.com/go-whisk/activationstore/internal/logtest"
 	"github.com/go-whisk/activationstore/primary/memory"
 )
-
-// syncBuffer is a log sink for a persister's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // A broker certificate the client does not trust is named as such by New,
 // not as kafka-go's "Broker Not Available", and a Persister logs it as an
@@ -56,7 +37,7 @@ func TestUntrustedCertificateIsNamed(t *testing.T) {
 		t.Errorf("New trusting the system's CAs only: %v; want x509.UnknownAuthorityError, not Broker Not Available", err)
 	}
 
-	var logs syncBuffer
+	var logs logtest.Buffer
 	p, err := NewPersister(memory.New(), WithBrokers(b.Addrs()...), untrusted,
 		WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))),
 		WithGroupID(kafkatest.Topic(t, "group")), WithDeadLetterTopic(kafkatest.Topic(t, "dlq")),

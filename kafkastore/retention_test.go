@@ -1,37 +1,18 @@
 package kafkastore
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
 	"github.com/go-whisk/activationstore/internal/kafkatest"
+	"github.com/go-whisk/activationstore/internal/logtest"
 	"github.com/go-whisk/activationstore/primary/memory"
 )
-
-// lockedBuffer collects log lines from any goroutine.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // setRetention sets a topic's retention.ms.
 func setRetention(t *testing.T, b *kafkatest.Broker, topic string, ms string) {
@@ -97,7 +78,7 @@ func TestPersisterCountsRecordsRetentionDeleted(t *testing.T) {
 	setRetention(t, b, topic, "-1")
 	last := produceActivations(t, b, topic, "guest", 5) // offsets 30-34
 
-	var logs lockedBuffer
+	var logs logtest.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	p := newTestPersister(t, b, mem, WithTopicPattern(exactTopics(topic)), WithGroupID(group), WithLogger(logger))
 	runPersister(t, p)

@@ -13,6 +13,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/activationtest"
 	"github.com/go-whisk/activationstore/internal/faultproxy"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
+	"github.com/go-whisk/activationstore/internal/logtest"
 	"github.com/go-whisk/activationstore/kafkastore"
 	"github.com/go-whisk/activationstore/primary/memory"
 	"github.com/go-whisk/activationstore/store"
@@ -342,7 +343,7 @@ func TestPersisterBrokerDown(t *testing.T) {
 
 	t.Run("closed port", func(t *testing.T) {
 		leaks := startLeakCheck()
-		var logs logBuffer
+		var logs logtest.Buffer
 		p, err := kafkastore.NewPersister(memory.New(), persisterOptions(t, closedPort(t), debugLogger(&logs), "completed-x")...)
 		if err != nil {
 			t.Fatal(err)
@@ -376,7 +377,7 @@ func TestPersisterBrokerDown(t *testing.T) {
 		if _, err := ks.Store(context.Background(), a, store.UserContext{}); err != nil {
 			t.Fatal(err)
 		}
-		var logs logBuffer
+		var logs logtest.Buffer
 		p, err := kafkastore.NewPersister(mem, persisterOptions(t, b.Addr(), debugLogger(&logs), topic)...)
 		if err != nil {
 			t.Fatal(err)

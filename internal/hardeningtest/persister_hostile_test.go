@@ -18,6 +18,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/activationtest"
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
+	"github.com/go-whisk/activationstore/internal/logtest"
 	"github.com/go-whisk/activationstore/kafkastore"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 	"github.com/go-whisk/activationstore/store"
@@ -104,7 +105,7 @@ func TestHostileRecordsDeadLettered(t *testing.T) {
 	values = append(values, goodValue)
 	produceValues(t, b.Addr(), topic, values)
 
-	var logs logBuffer
+	var logs logtest.Buffer
 	opts := persisterOptions(t, b.Addr(), debugLogger(&logs), topic)
 	dlq := kafkatest.Topic(t, "dlq")
 	p, err := kafkastore.NewPersister(couch, append(opts, kafkastore.WithDeadLetterTopic(dlq))...)

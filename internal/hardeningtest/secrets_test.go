@@ -19,6 +19,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/faultproxy"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
+	"github.com/go-whisk/activationstore/internal/logtest"
 	"github.com/go-whisk/activationstore/kafkastore"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 	"github.com/go-whisk/activationstore/store"
@@ -165,7 +166,7 @@ func secretsNeverLeak(t *testing.T, b *kafkatest.Broker, creds kafkaCredentials)
 			t.Fatalf("the scan misses %q", secret)
 		}
 	}
-	var logs logBuffer
+	var logs logtest.Buffer
 	logger := debugLogger(&logs)
 	ctx := ctxFor(t, 2*time.Minute)
 	uc := store.UserContext{}

@@ -20,6 +20,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/activationtest"
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
+	"github.com/go-whisk/activationstore/internal/logtest"
 	"github.com/go-whisk/activationstore/internal/servicetest"
 	"github.com/go-whisk/activationstore/kafkastore"
 	"github.com/go-whisk/activationstore/primary/memory"
@@ -80,7 +81,7 @@ func TestSecuredBrokers(t *testing.T) {
 func securedFlow(t *testing.T, b *kafkatest.Broker, bin string) string {
 	user, password := b.SCRAMCredentials()
 	scan := &leakScan{secrets: nonEmpty(password)}
-	var logs logBuffer
+	var logs logtest.Buffer
 	logger := debugLogger(&logs)
 	ctx := ctxFor(t, 3*time.Minute)
 	uc := store.UserContext{}
@@ -177,7 +178,7 @@ func wrongPasswordLibrary(t *testing.T, b *kafkatest.Broker) string {
 		t.Fatal(err)
 	}
 	scan := &leakScan{secrets: []string{password, wrongPassword}}
-	var logs logBuffer
+	var logs logtest.Buffer
 	logger := debugLogger(&logs)
 	security := []kafkastore.Option{kafkastore.WithSASL(wrong)}
 	if c := b.TLS(); c != nil {

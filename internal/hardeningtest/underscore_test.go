@@ -9,6 +9,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/activationtest"
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
+	"github.com/go-whisk/activationstore/internal/logtest"
 	"github.com/go-whisk/activationstore/kafkastore"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 	"github.com/go-whisk/activationstore/store"
@@ -41,7 +42,7 @@ func TestPersisterKeepsUnderscoreNames(t *testing.T) {
 	}
 	produceValues(t, b.Addr(), topic, values)
 
-	var logs logBuffer
+	var logs logtest.Buffer
 	p, err := kafkastore.NewPersister(couch, persisterOptions(t, b.Addr(), debugLogger(&logs), topic)...)
 	if err != nil {
 		t.Fatal(err)

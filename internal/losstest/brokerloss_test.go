@@ -1,7 +1,6 @@
 package losstest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
+	"github.com/go-whisk/activationstore/internal/logtest"
 	"github.com/go-whisk/activationstore/kafkastore"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 	"github.com/go-whisk/activationstore/primary/memory"
@@ -108,10 +108,10 @@ func TestBrokerLossLosesNothing(t *testing.T) {
 	}
 	defer primary.Close()
 
-	var storeLog, persisterLog logBuffer
+	var storeLog, persisterLog logtest.Buffer
 	defer func() {
 		if t.Failed() {
-			t.Logf("Store log (tail):\n%s\npersisters' log (tail):\n%s", storeLog.tail(40), persisterLog.tail(80))
+			t.Logf("Store log (tail):\n%s\npersisters' log (tail):\n%s", storeLog.Tail(40), persisterLog.Tail(80))
 		}
 	}()
 	// The Store's primary gets nothing: no fallback, no oversize records.
@@ -653,28 +653,4 @@ func storeErrKind(err error) string {
 		return "Timeout"
 	}
 	return "Other"
-}
-
-// logBuffer keeps up to 8 MiB of a component's log lines for the failure
-// report.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.buf.Len() < 8<<20 {
-		l.buf.Write(p)
-	}
-	return len(p), nil
-}
-
-// tail returns the last n lines.
-func (l *logBuffer) tail(n int) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	lines := strings.Split(strings.TrimRight(l.buf.String(), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

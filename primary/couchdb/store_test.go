@@ -1,7 +1,6 @@
 package couchdb_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +19,7 @@ import (
 	"github.com/go-whisk/activationstore/codec"
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/faultproxy"
+	"github.com/go-whisk/activationstore/internal/logtest"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 	"github.com/go-whisk/activationstore/store"
 )
@@ -253,7 +253,7 @@ func TestNewRejectsBadArguments(t *testing.T) {
 
 // proxied returns a store that reaches the test server through a fault
 // proxy, with credentials in the URL, logging into logs.
-func proxied(t *testing.T, timeout time.Duration) (*couchdb.Store, *faultproxy.Proxy, *lockedBuffer, *recorder) {
+func proxied(t *testing.T, timeout time.Duration) (*couchdb.Store, *faultproxy.Proxy, *logtest.Buffer, *recorder) {
 	t.Helper()
 	base, err := url.Parse(couchtest.URL(t))
 	require.NoError(t, err)
@@ -263,7 +263,7 @@ func proxied(t *testing.T, timeout time.Duration) (*couchdb.Store, *faultproxy.P
 	if u.User == nil { // the bundled server ignores credentials; a real CouchDB has its own
 		u.User = url.UserPassword("admin", secret)
 	}
-	logs := &lockedBuffer{}
+	logs := &logtest.Buffer{}
 	rec := &recorder{}
 	s, err := couchdb.New(ctxT(t), u.String(), couchtest.DBName(t),
 		couchdb.WithTimeout(timeout),
@@ -285,23 +285,6 @@ func password(t *testing.T) string {
 }
 
 const secret = "sup3r-s3cret-pw"
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.Buffer.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.Buffer.String()
-}
 
 // allOps runs every operation once and returns their errors.
 func allOps(ctx context.Context, s *couchdb.Store) map[string]error {
