@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/go-whisk/activationstore/internal/filelock"
 )
 
 // Server is a running test server: a node process serving the CouchDB
@@ -187,7 +189,7 @@ func serverDir() (string, error) {
 // package-lock.json. A file lock keeps test binaries running in parallel
 // from installing at the same time.
 func ensureModules(ctx context.Context, dir string) error {
-	unlock, err := lockFile(filepath.Join(dir, ".npm-install.lock"))
+	unlock, err := filelock.Lock(filepath.Join(dir, ".npm-install.lock"))
 	if err != nil {
 		return fmt.Errorf("lock the test server's node_modules: %w", err)
 	}

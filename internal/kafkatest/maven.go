@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/go-whisk/activationstore/internal/filelock"
 )
 
 // slf4jSimpleVersion is the logging binding added to the broker's class
@@ -43,7 +45,7 @@ func kafkaJars(ctx context.Context, version string) (string, error) {
 		return lib, nil
 	}
 
-	unlock, err := lockFile(filepath.Join(root, "kafka-"+version+".lock"))
+	unlock, err := filelock.Lock(filepath.Join(root, "kafka-"+version+".lock"))
 	if err != nil {
 		return "", fmt.Errorf("lock the Kafka jar cache: %w", err)
 	}

@@ -1,16 +1,16 @@
 //go:build unix
 
-package couchtest
+package filelock
 
 import (
 	"os"
 	"syscall"
 )
 
-// lockFile takes an exclusive advisory lock on path, creating it, and
-// returns the function that releases it. The kernel releases it too if the
-// process dies.
-func lockFile(path string) (unlock func(), err error) {
+// Lock takes an exclusive advisory lock on path, creating the file, and
+// returns the function that releases it. It waits while another process
+// holds the lock. The kernel releases it too if the process dies.
+func Lock(path string) (unlock func(), err error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, err
