@@ -194,7 +194,8 @@ func mibs(b int64) float64 { return float64(b) / (1 << 20) }
 
 // fillFirst is a primary that starts each write only once the persister's
 // in-flight budget is full, or every record left has been read (or after
-// a second, lest it wait forever): slower than the reading on any machine,
+// 15 s, lest it wait forever; lz4 under the race detector reads about 1,500
+// records a second, so a budget takes seconds to fill): slower than the reading on any machine,
 // however busy, so that the budget stays full and the cap is what bounds
 // the records in memory.
 type fillFirst struct {
@@ -206,7 +207,7 @@ type fillFirst struct {
 
 // StoreBatch waits for a full budget, then stores as the ledger does.
 func (f *fillFirst) StoreBatch(ctx context.Context, as []*store.Activation, uc store.UserContext) ([]store.BatchResult, error) {
-	for deadline := time.Now().Add(time.Second); !f.filled() && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(15 * time.Second); !f.filled() && time.Now().Before(deadline); {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
