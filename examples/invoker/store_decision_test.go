@@ -128,11 +128,14 @@ func TestBlockingStoreDecisionTravelsInAckHeader(t *testing.T) {
 // logging does not override it.
 func TestStoreActivationsFalseAppliesToNonBlocking(t *testing.T) {
 	b := kafkatest.Start(t)
-	b.CreateTopic(t, invoker.AckTopic(0), 1, nil)
+	// An invoker number no other test of the package uses: under
+	// KAFKATEST=apache they share one broker, and so its completed<N> topics.
+	const instance = 9
+	b.CreateTopic(t, invoker.AckTopic(instance), 1, nil)
 	acks := invoker.NewKafkaAcks(b.Addr())
 	defer acks.Close()
 	primary := memory.New()
-	inv, err := invoker.New(0, invoker.WithActivationStore(primary), invoker.WithAckPublisher(acks))
+	inv, err := invoker.New(instance, invoker.WithActivationStore(primary), invoker.WithAckPublisher(acks))
 	require.NoError(t, err)
 	no := false
 	extra := codec.TransactionID{ID: "sid_extra", Start: time.Now(), ExtraLogging: true}

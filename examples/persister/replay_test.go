@@ -55,7 +55,8 @@ func TestReplayDeadLettersEndToEnd(t *testing.T) {
 	bin := servicetest.Build(t, true)
 	env := []string{"PERSISTER_BROKERS=" + broker.Addr(), "COUCHDB_URL=" + couchURL, "PERSISTER_DEAD_LETTER_TOPIC=" + dlq}
 	svc := servicetest.Start(t, bin, env, "-db", db, "-listen", "127.0.0.1:0", "-group-id", "replay-"+db,
-		"-client-id", "replay-test", "-session-timeout", "6s", "-heartbeat", "500ms", "-batch-wait", "10ms")
+		"-client-id", "replay-test", "-session-timeout", "6s", "-heartbeat", "500ms", "-batch-wait", "10ms",
+		"-topic-pattern", "^"+topic+"$")
 	svc.Eventually(t, 60*time.Second, "/ready to answer 200", ready(svc, t))
 
 	const good, poison = 20, 6
@@ -187,7 +188,9 @@ func TestReplayDeadLettersSelection(t *testing.T) {
 	src := kafkatest.Topic(t, "src")
 	broker.CreateTopic(t, dlq, 2, nil)
 	broker.CreateTopic(t, src, 1, nil)
-	t0 := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	// Recent enough for the broker's retention (7 days by default): Apache
+	// Kafka deletes records whose timestamps are older.
+	t0 := time.Now().Add(-24 * time.Hour).Truncate(time.Hour)
 
 	// Partition 0: six records an hour apart; offset 2 is malformed,
 	// offset 4 names no source topic. Partition 1: three, an hour apart.

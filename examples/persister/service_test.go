@@ -38,7 +38,8 @@ func TestServiceEndpointsAndGracefulStop(t *testing.T) {
 
 	svc := servicetest.Start(t, servicetest.Build(t, true), []string{"PERSISTER_BROKERS=" + broker.Addr(), "COUCHDB_URL=" + couchURL},
 		"-db", db, "-listen", "127.0.0.1:0", "-group-id", "svc-"+db, "-client-id", "svc-test",
-		"-session-timeout", "6s", "-heartbeat", "500ms", "-batch-wait", "10ms")
+		"-session-timeout", "6s", "-heartbeat", "500ms", "-batch-wait", "10ms",
+		"-topic-pattern", "^"+topic+"$", "-dead-letter-topic", kafkatest.Topic(t, "dlq"))
 
 	code, body := svc.Get(t, "/ping")
 	assert.Equal(t, http.StatusOK, code)

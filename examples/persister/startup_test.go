@@ -92,7 +92,8 @@ func TestServiceWaitsForCouchDBAndKafka(t *testing.T) {
 	svc := servicetest.Start(t, servicetest.Build(t, true),
 		[]string{"PERSISTER_BROKERS=" + kafkaProxy.Addr(), "COUCHDB_URL=" + withHost(t, couchURL, couchProxy.Addr())},
 		"-db", db, "-listen", "127.0.0.1:0", "-group-id", "wait-"+db, "-client-id", "wait-test",
-		"-session-timeout", "6s", "-heartbeat", "500ms", "-batch-wait", "10ms")
+		"-session-timeout", "6s", "-heartbeat", "500ms", "-batch-wait", "10ms",
+		"-topic-pattern", "^"+topic+"$", "-dead-letter-topic", kafkatest.Topic(t, "dlq"))
 
 	code, body := svc.Get(t, "/ping")
 	assert.Equal(t, http.StatusOK, code, "/ping answers during the wait")
@@ -238,7 +239,11 @@ func hostOf(t *testing.T, raw string) string {
 // with headers.
 func publish(ctx context.Context, t *testing.T, addr, topic string, n int, headers ...kafka.Header) {
 	t.Helper()
-	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, BatchTimeout: time.Millisecond, RequiredAcks: kafka.RequireAll}
+	// A transport of its own: the shared default one caches metadata for
+	// 6 s, from before the topic existed.
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, Transport: tr, BatchTimeout: time.Millisecond, RequiredAcks: kafka.RequireAll}
 	defer w.Close()
 	msgs := make([]kafka.Message, n)
 	for i := range msgs {
