@@ -538,6 +538,15 @@ func (g *persistGeneration) batchLoop(ctx context.Context, in <-chan *persistRec
 		}
 		return true
 	}
+	// take adds a received record; false when the loop must end (input
+	// closed, or ctx ended), with everything held released.
+	take := func(r *persistRecord, ok bool) bool {
+		if ok && add(r) {
+			return true
+		}
+		abandon()
+		return false
+	}
 	for {
 		var send chan<- []*persistRecord
 		var recv <-chan *persistRecord = in
@@ -557,12 +566,7 @@ func (g *persistGeneration) batchLoop(ctx context.Context, in <-chan *persistRec
 			cur, bytes, ripe = nil, 0, false
 			timer.Stop()
 		case r, ok := <-recv:
-			if !ok {
-				abandon()
-				return
-			}
-			if !add(r) {
-				abandon()
+			if !take(r, ok) {
 				return
 			}
 			// Take what else has arrived already, so that a free writer
@@ -570,12 +574,7 @@ func (g *persistGeneration) batchLoop(ctx context.Context, in <-chan *persistRec
 			for more := true; more && !full(); {
 				select {
 				case r, ok := <-in:
-					if !ok {
-						abandon()
-						return
-					}
-					if !add(r) {
-						abandon()
+					if !take(r, ok) {
 						return
 					}
 				default:
