@@ -60,6 +60,7 @@ func (r *record) activation(prefix string, f form, required, optional uint32) (*
 	a := &box.a
 	a.Namespace, a.Name, a.Subject, a.ActivationID = r.namespace, r.name, r.subject, r.activationID
 	a.Start = r.start
+	a.End = store.NoEnd // the extended and summary forms leave out "no end"
 	if r.has(fEnd) {
 		a.End = r.end
 	}

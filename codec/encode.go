@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"math"
 	"strconv"
 	"unicode/utf8"
 	"unsafe"
@@ -43,8 +44,9 @@ func appendActivation(dst []byte, a *store.Activation, f form, field string) ([]
 	dst = append(dst, `,"name":`...)
 	dst = appendString(dst, a.Name)
 	if f != formSummary {
+		// written as OpenWhisk's Subject reader keeps it: trimmed
 		dst = append(dst, `,"subject":`...)
-		dst = appendString(dst, a.Subject)
+		dst = appendString(dst, store.TrimSubject(a.Subject))
 	}
 	dst = append(dst, `,"activationId":`...)
 	dst = appendString(dst, a.ActivationID)
@@ -78,6 +80,9 @@ func appendActivation(dst []byte, a *store.Activation, f form, field string) ([]
 			dst = append(dst, ',')
 		}
 		if a.Response.Size != nil {
+			if err := checkInt(join(field, "response.size"), *a.Response.Size); err != nil {
+				return nil, err
+			}
 			dst = append(dst, `"size":`...)
 			dst = strconv.AppendInt(dst, *a.Response.Size, 10)
 			dst = append(dst, ',')
@@ -98,12 +103,9 @@ func appendActivation(dst []byte, a *store.Activation, f form, field string) ([]
 		}
 		dst = append(dst, ']')
 	}
+	// as OpenWhisk writes it back: "1.02" is "1.2.0", "" the default
 	dst = append(dst, `,"version":`...)
-	if a.Version == "" {
-		dst = appendString(dst, store.DefaultVersion)
-	} else {
-		dst = appendString(dst, a.Version)
-	}
+	dst = appendString(dst, store.NormalizeVersion(a.Version))
 	dst = append(dst, `,"publish":`...)
 	dst = strconv.AppendBool(dst, a.Publish)
 	dst = append(dst, `,"annotations":[`...)
@@ -140,6 +142,9 @@ func appendActivation(dst []byte, a *store.Activation, f form, field string) ([]
 		dst = strconv.AppendInt(dst, *a.Duration, 10)
 	}
 	if f == formSummary && a.HasEnd() {
+		if err := checkInt(join(field, "response.statusCode"), int64(a.Response.StatusCode)); err != nil {
+			return nil, err
+		}
 		dst = append(dst, `,"statusCode":`...)
 		dst = strconv.AppendInt(dst, int64(a.Response.StatusCode), 10)
 	}
@@ -148,6 +153,14 @@ func appendActivation(dst []byte, a *store.Activation, f form, field string) ([]
 
 func appendResponse(dst []byte, r *store.Response, field string) ([]byte, error) {
 	var err error
+	if err := checkInt(join(field, "statusCode"), int64(r.StatusCode)); err != nil {
+		return nil, err
+	}
+	if r.Size != nil {
+		if err := checkInt(join(field, "size"), *r.Size); err != nil {
+			return nil, err
+		}
+	}
 	dst = append(dst, `{"statusCode":`...)
 	dst = strconv.AppendInt(dst, int64(r.StatusCode), 10)
 	if r.Result != nil {
@@ -163,17 +176,33 @@ func appendResponse(dst []byte, r *store.Response, field string) ([]byte, error)
 	return append(dst, '}'), nil
 }
 
-// appendRaw appends a raw JSON value, checking it and compacting it.
+// checkInt refuses a value that OpenWhisk reads as a Scala Int, which
+// would wrap to another number.
+func checkInt(field string, v int64) error {
+	if v < math.MinInt32 || v > math.MaxInt32 {
+		return &store.InvalidError{Field: field, Value: strconv.FormatInt(v, 10),
+			Reason: "is outside -2147483648..2147483647: OpenWhisk reads it as a Scala Int, which would wrap to another number"}
+	}
+	return nil
+}
+
+// appendRaw appends a raw JSON value, checking it and compacting it. It
+// refuses, with an error matching store.ErrInvalid, a value OpenWhisk's
+// parser cannot read: a number store.NumberProblem names, or nesting deeper
+// than store.MaxRawNesting.
 func appendRaw(dst, raw []byte, field string) ([]byte, error) {
-	d := decoder{data: raw}
+	d := decoder{data: raw, writing: true}
 	d.ws()
 	start := d.pos
-	d.sawSpace, d.sawBadUTF8 = false, false
+	d.sawSpace, d.sawBadUTF8, d.sawFFFF = false, false, false
 	if err := d.skip(); err != nil {
+		if e := err.(*Error); e.writeProblem {
+			return nil, invalidInput(field, e.Reason)
+		}
 		return nil, invalidInput(field, "is not valid JSON: "+err.(*Error).Reason)
 	}
 	end := d.pos
-	inner := d.sawSpace || d.sawBadUTF8
+	inner := d.sawSpace || d.sawBadUTF8 || d.sawFFFF
 	if err := d.end(); err != nil {
 		return nil, invalidInput(field, "is not valid JSON: "+err.(*Error).Reason)
 	}
@@ -186,7 +215,8 @@ func appendRaw(dst, raw []byte, field string) ([]byte, error) {
 const hexDigits = "0123456789abcdef"
 
 // appendString appends s as a JSON string. Like spray-json's compactPrint
-// it does not escape HTML characters; invalid UTF-8 becomes U+FFFD.
+// it does not escape HTML characters; invalid UTF-8 becomes U+FFFD. U+FFFF
+// is escaped: spray-json's parser takes it raw as the end of input.
 func appendString(dst []byte, s string) []byte {
 	// A read-only byte view of s, so the fast scan needs no copy.
 	b := unsafe.Slice(unsafe.StringData(s), len(s))
@@ -223,6 +253,8 @@ func appendString(dst []byte, s string) []byte {
 			r, size := utf8.DecodeRune(b[i:])
 			if r == utf8.RuneError && size == 1 {
 				dst = append(dst, `\ufffd`...)
+			} else if r == 0xFFFF {
+				dst = append(dst, `\uffff`...)
 			} else {
 				dst = append(dst, b[i:i+size]...)
 			}
@@ -236,7 +268,11 @@ func appendString(dst []byte, s string) []byte {
 // built by mistake fails instead of looping.
 const maxParents = 100
 
-func appendTID(dst []byte, t *TransactionID, depth int) ([]byte, error) {
+// appendTID writes a transaction id as controllers of era read it. Master's
+// TransactionId reads [id, start(, true)?(, parent)?]; the PR era reads only
+// [id, start(, true)?] and takes any other shape as "sid_unknown", so at
+// EraPR the parent is left out.
+func appendTID(dst []byte, t *TransactionID, depth int, era Era) ([]byte, error) {
 	if depth > maxParents {
 		return nil, invalidInput("transid", "has more than "+itoa(maxParents)+" nested parents (a cycle?)")
 	}
@@ -247,10 +283,10 @@ func appendTID(dst []byte, t *TransactionID, depth int) ([]byte, error) {
 	if t.ExtraLogging {
 		dst = append(dst, ",true"...)
 	}
-	if t.Parent != nil {
+	if t.Parent != nil && era != EraPR {
 		dst = append(dst, ',')
 		var err error
-		if dst, err = appendTID(dst, t.Parent, depth+1); err != nil {
+		if dst, err = appendTID(dst, t.Parent, depth+1, era); err != nil {
 			return nil, err
 		}
 	}
@@ -285,6 +321,10 @@ func appendInstance(dst []byte, in *InstanceID, era Era) ([]byte, error) {
 	// Both eras' readers fail on a userMemory ByteSize cannot parse.
 	if !byteSize.MatchString(in.UserMemory) {
 		return nil, invalidInput(key+".userMemory", strconv.Quote(in.UserMemory)+` is not a byte size like "1024 MB"`)
+	}
+	// instance is a Scala Int: beyond it, OpenWhisk would read another invoker
+	if err := checkInt(key+".instance", int64(in.Instance)); err != nil {
+		return nil, err
 	}
 	dst = append(dst, `{"instance":`...)
 	dst = strconv.AppendInt(dst, int64(in.Instance), 10)

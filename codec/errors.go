@@ -22,6 +22,8 @@ type Error struct {
 	// Offset is the byte offset in the input near which the problem was
 	// found; -1 when it concerns a member that is missing.
 	Offset int64
+
+	writeProblem bool // a value that reads but that a writer refuses
 }
 
 func (e *Error) Error() string {

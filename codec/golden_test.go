@@ -379,8 +379,8 @@ func TestGoldenCrossForms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !trigger.End.IsZero() || trigger.HasEnd() || trigger.Duration != nil {
-		t.Fatalf("trigger end %v duration %v: want zero end and no duration", trigger.End, trigger.Duration)
+	if !trigger.End.Equal(store.NoEnd) || trigger.HasEnd() || trigger.Duration != nil {
+		t.Fatalf("trigger end %v duration %v: want store.NoEnd and no duration", trigger.End, trigger.Duration)
 	}
 	ext, err = codec.MarshalExtended(trigger)
 	if err != nil {

@@ -8,7 +8,7 @@ import (
 // TransactionID is OpenWhisk's TransactionId: JSON [id, startMillis(, true)?(, [parent…])?].
 type TransactionID struct {
 	ID           string
-	Start        time.Time // millisecond precision; zero encodes as 0
+	Start        time.Time // millisecond precision; the zero time.Time is written as -62135596800000
 	ExtraLogging bool      // X-OW-EXTRA-LOGGING: written as a third element only when true
 	Parent       *TransactionID
 }
@@ -19,13 +19,17 @@ const UnknownTransactionID = "sid_unknown"
 
 // MarshalJSON writes the array form.
 func (t TransactionID) MarshalJSON() ([]byte, error) {
-	return appendTID(nil, &t, 0)
+	return appendTID(nil, &t, 0, EraMaster)
 }
+
+// unknownStart is the Start of the unknown transaction: epoch 0, so that
+// decoding is deterministic (OpenWhisk uses the current time).
+var unknownStart = time.UnixMilli(0).UTC()
 
 // UnmarshalJSON reads a transaction id. Like OpenWhisk's reader it fails
 // only on invalid JSON: any other shape gives the unknown transaction
-// ("sid_unknown"), whose Start is left zero so that decoding is
-// deterministic (OpenWhisk uses the current time).
+// ("sid_unknown"), whose Start is epoch 0 (OpenWhisk uses the current
+// time).
 func (t *TransactionID) UnmarshalJSON(b []byte) error {
 	d := decoder{data: b}
 	d.ws()
@@ -46,7 +50,7 @@ func (d *decoder) transactionID() (TransactionID, error) {
 		return TransactionID{}, err
 	}
 	if t == nil {
-		return TransactionID{ID: UnknownTransactionID}, nil
+		return TransactionID{ID: UnknownTransactionID, Start: unknownStart}, nil
 	}
 	return *t, nil
 }
@@ -86,9 +90,8 @@ func (d *decoder) tidValue() (*TransactionID, error) {
 		case i == 1 && (c == '-' || c >= '0' && c <= '9'):
 			var lit []byte
 			if lit, err = d.readNumber(); err == nil {
-				ms, ok := intValue(lit, -1<<63, 1<<63-1)
-				good = ok
-				t.Start = msToTime(ms)
+				t.Start = msToTime(wrapInt(lit, 64)) // start.longValue
+
 			}
 		case i == 2 && (c == 't' || c == 'f'):
 			hasBool = true
@@ -177,8 +180,7 @@ func (d *decoder) instanceID() (InstanceID, error) {
 		case k == "instance" && (c == '-' || c >= '0' && c <= '9'):
 			var lit []byte
 			if lit, err = d.readNumber(); err == nil {
-				n, _ := intValue(lit, -1<<31, 1<<31-1)
-				in.Instance = int(n)
+				in.Instance = int(wrapInt(lit, 32)) // a Scala Int: wraps
 			}
 		case c == '"' && (k == "instanceType" || k == "asString" || k == "uniqueName" ||
 			k == "displayedName" || k == "userMemory" || k == "busyMemory"):

@@ -28,6 +28,11 @@ type ResultMessage struct {
 	TransID      TransactionID
 	Response     *store.Activation // nil when shrunk
 	ActivationID string            // the id when shrunk; "" when Response is set
+	// Era picks the controllers that read the message: at EraPR the
+	// transid is written without its parent, which PR-era controllers
+	// cannot read (they would take the whole transid as "sid_unknown").
+	// Decode leaves it EraMaster, which writes the transid as read.
+	Era Era
 }
 
 // Activation returns the activation, or nil when the message was shrunk.
@@ -148,9 +153,12 @@ func Marshal(m Message) ([]byte, error) {
 	case *ActivationRecord:
 		return MarshalActivation(m.Record)
 	case *ResultMessage:
-		dst, err = appendAckHead(dst, &m.TransID, m.Response, m.ActivationID)
+		if m.Era != EraMaster && m.Era != EraPR {
+			return nil, invalidInput("era", "is "+m.Era.String()+": want EraMaster or EraPR")
+		}
+		dst, err = appendAckHead(dst, &m.TransID, m.Response, m.ActivationID, m.Era)
 	case *CombinedMessage:
-		if dst, err = appendAckHead(dst, &m.TransID, m.Response, m.ActivationID); err == nil {
+		if dst, err = appendAckHead(dst, &m.TransID, m.Response, m.ActivationID, m.Era); err == nil {
 			dst, err = appendAckTail(dst, m.IsSystemError, &m.Instance, m.Era)
 		}
 	case *CompletionMessage:
@@ -158,7 +166,7 @@ func Marshal(m Message) ([]byte, error) {
 			return nil, invalidInput("activationId", "is empty")
 		}
 		dst = append(slices.Grow(dst, 256), `{"transid":`...)
-		if dst, err = appendTID(dst, &m.TransID, 0); err == nil {
+		if dst, err = appendTID(dst, &m.TransID, 0, m.Era); err == nil {
 			dst = append(dst, `,"activationId":`...)
 			dst = appendString(dst, m.ActivationID)
 			dst, err = appendAckTail(dst, m.IsSystemError, &m.Instance, m.Era)
@@ -176,13 +184,13 @@ func Marshal(m Message) ([]byte, error) {
 
 // appendAckHead appends {"transid":…,"response":… to dst, growing it once
 // for the whole message.
-func appendAckHead(dst []byte, tid *TransactionID, a *store.Activation, id string) ([]byte, error) {
+func appendAckHead(dst []byte, tid *TransactionID, a *store.Activation, id string, era Era) ([]byte, error) {
 	n := 256
 	if a != nil {
 		n += sizeHint(a)
 	}
 	dst = append(slices.Grow(dst, n), `{"transid":`...)
-	dst, err := appendTID(dst, tid, 0)
+	dst, err := appendTID(dst, tid, 0, era)
 	if err != nil {
 		return nil, err
 	}

@@ -215,10 +215,11 @@ func (d *decoder) member(r *record, f field, level int) error {
 			}
 			r.name = s
 		case fSubject:
+			// Subject(s) is an ArgNormalizer: String.trim, then the length check
 			if store.SubjectLength(s) < store.MinSubjectLength {
-				r.errs[f] = d.errAt("subject " + strconv.Quote(s) + " is shorter than " + itoa(store.MinSubjectLength) + " characters")
+				r.errs[f] = d.errAt("subject " + strconv.Quote(s) + " is shorter than " + itoa(store.MinSubjectLength) + " characters once trimmed")
 			}
-			r.subject = s
+			r.subject = store.TrimSubject(s)
 		case fVersion:
 			v, ok := semver(s)
 			if !ok {
@@ -270,14 +271,13 @@ func (d *decoder) member(r *record, f field, level int) error {
 		if err != nil {
 			return err
 		}
-		lo, hi := int64(-1<<31), int64(1<<31-1) // Scala Int
+		// size and statusCode are Scala Ints, duration a Long: read as
+		// OpenWhisk reads them, wrapping (BigDecimal.intValue/longValue)
+		bits := uint(32)
 		if f == fDuration {
-			lo, hi = -1<<63, 1<<63-1 // Scala Long
+			bits = 64
 		}
-		v, ok := intValue(lit, lo, hi)
-		if !ok {
-			r.errs[f] = d.errAt("number " + string(lit) + " is out of range")
-		}
+		v := wrapInt(lit, bits)
 		switch f {
 		case fDuration:
 			r.duration = v
@@ -593,30 +593,21 @@ func (d *decoder) timestamp() (t time.Time, soft *Error, err error) {
 		if err != nil {
 			return t, nil, err
 		}
-		ms, ok := intValue(lit, -1<<63, 1<<63-1)
-		if !ok {
-			return t, d.errAt("timestamp " + string(lit) + " is out of range"), nil
-		}
-		return msToTime(ms), nil, nil
+		// Instant.ofEpochMilli(bigDecimal.longValue): wraps beyond a Long
+		return msToTime(wrapInt(lit, 64)), nil, nil
 	}
 	e := d.typeErr("epoch milliseconds (number) or an ISO-8601 string")
 	return t, e, d.skip()
 }
 
-// msToTime maps epoch 0 to the zero time.Time, OpenWhisk's "no end".
-func msToTime(ms int64) time.Time {
-	if ms == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(ms).UTC()
-}
+// msToTime maps every epoch millisecond value to itself: 0 is epoch 0
+// (store.NoEnd, OpenWhisk's "no end"), and -62135596800000 the zero
+// time.Time.
+func msToTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
 
-func timeToMs(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
-}
+// timeToMs is t in epoch milliseconds: the zero time.Time is
+// -62135596800000, never 0, so that presence is never inferred from it.
+func timeToMs(t time.Time) int64 { return t.UnixMilli() }
 
 // entityPath applies OpenWhisk's EntityPath reader: split on "/", drop empty
 // segments, at least one segment, each an EntityName. It returns the path

@@ -2,12 +2,15 @@ package codec
 
 import (
 	"encoding/binary"
+	"math"
 	"math/big"
 	"strconv"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/go-whisk/activationstore/store"
 )
 
 // maxDepth bounds the nesting of arrays and objects, so that hostile input
@@ -25,6 +28,13 @@ type decoder struct {
 	// set while skipping, so raw values are copied verbatim unless they must
 	// be compacted (whitespace) or repaired (invalid UTF-8)
 	sawSpace, sawBadUTF8 bool
+	// sawFFFF is set by any string holding a raw U+FFFF, which a writer
+	// must escape (spray-json reads it as the end of input)
+	sawFFFF bool
+	// writing: the decoder checks a raw value about to be written, and
+	// refuses what OpenWhisk's parser cannot read (store.NumberProblem,
+	// store.MaxRawNesting)
+	writing bool
 }
 
 type pathElem struct {
@@ -115,6 +125,11 @@ func (d *decoder) enter() error {
 	d.depth++
 	if d.depth > maxDepth {
 		return d.syntaxErr("nesting deeper than " + strconv.Itoa(maxDepth))
+	}
+	if d.writing && d.depth > store.MaxRawNesting {
+		e := d.errAt("nests deeper than " + strconv.Itoa(store.MaxRawNesting) + " levels; OpenWhisk's JSON parser reads at most 1000 in a whole record")
+		e.writeProblem = true
+		return e
 	}
 	return nil
 }
@@ -271,10 +286,12 @@ func (d *decoder) readNumber() ([]byte, error) {
 	return data[start:i], nil
 }
 
-// intValue converts a JSON number literal to an integer the way Java's
-// BigDecimal.longValue/intValue read it in OpenWhisk: a fraction truncates
-// toward zero. Values outside [min, max] are rejected rather than wrapped.
-func intValue(lit []byte, min, max int64) (int64, bool) {
+// wrapInt converts a JSON number literal to an integer of the given bits
+// (32: a Scala Int; 64: a Long) the way OpenWhisk reads it, through
+// java.math.BigDecimal's intValue or longValue: a fraction truncates toward
+// zero and only the low-order bits of the integer are kept, so 2147484011
+// reads as an Int -2147483285. Every literal has a value; none is refused.
+func wrapInt(lit []byte, bits uint) int64 {
 	plain := true
 	for _, c := range lit {
 		if c == '.' || c == 'e' || c == 'E' {
@@ -283,28 +300,19 @@ func intValue(lit []byte, min, max int64) (int64, bool) {
 		}
 	}
 	if plain {
-		v, err := strconv.ParseInt(string(lit), 10, 64)
-		if err != nil || v < min || v > max {
-			return 0, false
+		if v, err := strconv.ParseInt(string(lit), 10, 64); err == nil {
+			return truncBits(v, bits)
 		}
-		return v, true
 	}
-	// Slow path: exact decimal arithmetic, bounded so that a huge exponent
-	// cannot make us allocate without end.
 	s := string(lit)
 	mant, exp := s, int64(0)
 	if i := strings.IndexAny(s, "eE"); i >= 0 {
 		mant = s[:i]
 		e, err := strconv.ParseInt(s[i+1:], 10, 64)
 		if err != nil {
-			// the exponent overflows int64: the value is 0 or out of range
-			if strings.HasPrefix(s[i+1:], "-") {
-				return 0, 0 >= min && 0 <= max
-			}
-			if isZeroMantissa(mant) {
-				return 0, 0 >= min && 0 <= max
-			}
-			return 0, false
+			// |exponent| beyond int64: a fraction (0), or a multiple of
+			// 10^64, whose low 64 bits are 0
+			return 0
 		}
 		exp = e
 	}
@@ -312,16 +320,10 @@ func intValue(lit []byte, min, max int64) (int64, bool) {
 	mant = strings.TrimPrefix(mant, "-")
 	intPart, frac, _ := strings.Cut(mant, ".")
 	digits := strings.TrimLeft(intPart+frac, "0")
-	if digits == "" {
-		return 0, 0 >= min && 0 <= max
-	}
 	scale := exp - int64(len(frac)) // value = digits × 10^scale
-	// digits has no leading zeros; an int64 has at most 19 digits.
-	if int64(len(digits))+scale > 19 {
-		return 0, false
-	}
-	if int64(len(digits))+scale <= 0 {
-		return 0, 0 >= min && 0 <= max
+	if digits == "" || int64(len(digits))+scale <= 0 || scale >= int64(bits) {
+		// zero, a fraction, or a multiple of 10^bits = 2^bits × 5^bits
+		return 0
 	}
 	n, _ := new(big.Int).SetString(digits, 10)
 	p := new(big.Int).Exp(big.NewInt(10), big.NewInt(abs(scale)), nil)
@@ -333,14 +335,16 @@ func intValue(lit []byte, min, max int64) (int64, bool) {
 	if neg {
 		n.Neg(n)
 	}
-	if !n.IsInt64() || n.Int64() < min || n.Int64() > max {
-		return 0, false
-	}
-	return n.Int64(), true
+	// two's complement low-order bits, as BigInteger.longValue keeps them
+	low := new(big.Int).And(n, new(big.Int).SetUint64(math.MaxUint64))
+	return truncBits(int64(low.Uint64()), bits)
 }
 
-func isZeroMantissa(m string) bool {
-	return strings.Trim(m, "-0.") == ""
+func truncBits(v int64, bits uint) int64 {
+	if bits == 32 {
+		return int64(int32(v))
+	}
+	return v
 }
 
 func abs(x int64) int64 {
@@ -424,6 +428,8 @@ func (d *decoder) scanString() (start, end int, escaped, badUTF8 bool, err error
 			r, size := utf8.DecodeRune(data[i:])
 			if r == utf8.RuneError && size == 1 {
 				badUTF8 = true
+			} else if r == 0xFFFF {
+				d.sawFFFF = true
 			}
 			i += size
 		}
@@ -593,7 +599,14 @@ func (d *decoder) skip() error {
 		return d.literal("null")
 	default:
 		if c == '-' || c >= '0' && c <= '9' {
-			_, err := d.readNumber()
+			lit, err := d.readNumber()
+			if err == nil && d.writing {
+				if p := store.NumberProblem(lit); p != "" {
+					e := d.errAt(p)
+					e.writeProblem = true
+					return e
+				}
+			}
 			return err
 		}
 		return d.syntaxErr("want a JSON value, got " + kindName(c))
@@ -617,8 +630,8 @@ func (d *decoder) raw() ([]byte, error) {
 	return compact(make([]byte, 0, len(v)), v), nil
 }
 
-// compact appends the valid JSON value v without insignificant whitespace
-// and with invalid UTF-8 in strings replaced by U+FFFD.
+// compact appends the valid JSON value v without insignificant whitespace,
+// with invalid UTF-8 in strings replaced by U+FFFD and U+FFFF escaped.
 func compact(dst, v []byte) []byte {
 	for i := 0; i < len(v); {
 		c := v[i]
@@ -647,6 +660,10 @@ func compact(dst, v []byte) []byte {
 						dst = append(dst, v[i:j]...)
 						dst = append(dst, "\uFFFD"...)
 						i = j + 1
+					} else if r == 0xFFFF {
+						dst = append(dst, v[i:j]...)
+						dst = append(dst, `\uffff`...)
+						i = j + size
 					}
 					j += size
 					continue

@@ -16,16 +16,22 @@ const (
 // DefaultVersion is the semantic version OpenWhisk gives an entity that names none.
 const DefaultVersion = "0.0.1"
 
+// NoEnd is the End of an activation that has none (a trigger's): epoch 0,
+// OpenWhisk's Instant.EPOCH. Build trigger activations with End: NoEnd.
+var NoEnd = time.UnixMilli(0).UTC()
+
 // Activation is one WhiskActivation record: every member of OpenWhisk's
-// WhiskActivation.serdes. Timestamps carry millisecond precision; the zero
-// time.Time stands for epoch 0, which OpenWhisk uses as "no end" (triggers).
+// WhiskActivation.serdes. Timestamps carry millisecond precision and are
+// written as epoch milliseconds, every one as itself: the zero time.Time is
+// 0001-01-01T00:00:00Z (-62135596800000), not epoch 0. Only an End at epoch
+// 0 (NoEnd) means "no end", as in OpenWhisk.
 type Activation struct {
 	Namespace    string // EntityPath, e.g. "guest" or "guest/pkg"
 	Name         string // action, trigger, sequence or conductor name
 	Subject      string
 	ActivationID string // 32 lowercase hexadecimal characters
 	Start        time.Time
-	End          time.Time // zero: no end (trigger activations)
+	End          time.Time // NoEnd (epoch 0): no end (trigger activations)
 	Cause        string    // activation id of the parent sequence or conductor; "" if none
 	Response     Response
 	Logs         []string
@@ -67,8 +73,10 @@ func (a *Activation) Annotation(key string) (json.RawMessage, bool) {
 	return nil, false
 }
 
-// HasEnd reports whether the activation has ended (triggers have no end).
-func (a *Activation) HasEnd() bool { return !a.End.IsZero() && a.End.UnixMilli() != 0 }
+// HasEnd reports whether the activation has ended: whether End is not
+// epoch 0 (NoEnd), OpenWhisk's "end != Instant.EPOCH". Triggers have no end.
+// The zero time.Time is an end like any other (year 1).
+func (a *Activation) HasEnd() bool { return a.End.UnixMilli() != 0 }
 
 // DurationMillis is the duration OpenWhisk reports: Duration when set, else
 // End-Start when the activation has ended, else 0.
@@ -77,18 +85,9 @@ func (a *Activation) DurationMillis() int64 {
 		return *a.Duration
 	}
 	if a.HasEnd() {
-		return a.End.UnixMilli() - epochMillis(a.Start)
+		return a.End.UnixMilli() - a.Start.UnixMilli()
 	}
 	return 0
-}
-
-// epochMillis is t in epoch milliseconds as a document carries it: the zero
-// time.Time is 0.
-func epochMillis(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
 }
 
 // DocID is the document id OpenWhisk gives the activation: "<namespace>/<activationId>".
@@ -135,13 +134,14 @@ func (a *Activation) Summary() *Activation {
 		Name:         a.Name,
 		ActivationID: a.ActivationID,
 		Start:        a.Start,
+		End:          NoEnd,
 		Cause:        a.Cause,
 		Version:      a.Version,
 		Publish:      a.Publish,
 		Annotations:  a.Clone().Annotations,
 	}
 	if a.HasEnd() {
-		d := a.End.UnixMilli() - epochMillis(a.Start)
+		d := a.End.UnixMilli() - a.Start.UnixMilli()
 		c.End = a.End
 		c.Duration = &d
 		c.Response.StatusCode = a.Response.StatusCode

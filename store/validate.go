@@ -24,7 +24,13 @@ const (
 
 // ValidateActivation checks every field a store relies on and every rule of
 // OpenWhisk's reader, so that nothing malformed reaches a database or a
-// topic. The error is an *InvalidError naming the field.
+// topic, and nothing OpenWhisk would read as another value or could not
+// read at all: a response.size or status code beyond a Scala Int (MaxInt),
+// a raw JSON value with a number OpenWhisk cannot parse (NumberProblem) or
+// nested too deep (MaxRawNesting). Values OpenWhisk normalises are
+// accepted and checked as normalised (see Normalize): a subject is trimmed
+// before its length is checked. The error is an *InvalidError naming the
+// field.
 func ValidateActivation(a *Activation) error {
 	if a == nil {
 		return &InvalidError{Field: "activation", Reason: "is nil"}
@@ -52,11 +58,15 @@ func ValidateActivation(a *Activation) error {
 	if c := a.Response.StatusCode; c < StatusSuccess || c > StatusWhiskError {
 		return &InvalidError{Field: "response.statusCode", Value: itoa(c), Reason: "must be 0 (success), 1 (application error), 2 (developer error) or 3 (whisk error)"}
 	}
-	if a.Response.Result != nil && !json.Valid(a.Response.Result) {
-		return &InvalidError{Field: "response.result", Reason: "is not valid JSON"}
+	if err := validateRaw("response.result", a.Response.Result); err != nil {
+		return err
 	}
-	if a.Response.Size != nil && *a.Response.Size < 0 {
-		return &InvalidError{Field: "response.size", Value: itoa(int(*a.Response.Size)), Reason: "is negative"}
+	if s := a.Response.Size; s != nil && *s < 0 {
+		return &InvalidError{Field: "response.size", Value: strconv.FormatInt(*s, 10), Reason: "is negative"}
+	}
+	if s := a.Response.Size; s != nil && *s > MaxInt {
+		return &InvalidError{Field: "response.size", Value: strconv.FormatInt(*s, 10),
+			Reason: "is larger than 2147483647: OpenWhisk reads it as a Scala Int, which would wrap to another number"}
 	}
 	if a.Duration != nil && *a.Duration < 0 {
 		return &InvalidError{Field: "duration", Value: itoa(int(*a.Duration)), Reason: "is negative"}
@@ -68,8 +78,8 @@ func ValidateActivation(a *Activation) error {
 		if !utf8.ValidString(an.Key) {
 			return invalid("annotations["+itoa(i)+"].key", an.Key, "is not valid UTF-8")
 		}
-		if an.Value != nil && !json.Valid(an.Value) {
-			return &InvalidError{Field: "annotations[" + itoa(i) + "].value", Reason: "is not valid JSON"}
+		if err := validateRaw("annotations["+itoa(i)+"].value", an.Value); err != nil {
+			return err
 		}
 	}
 	for i, l := range a.Logs {
@@ -186,13 +196,28 @@ func ValidateVersion(v string) error {
 	return nil
 }
 
+// validateRaw checks a raw JSON value: valid, and readable by OpenWhisk.
+// nil is absent (or, for an annotation value, null).
+func validateRaw(field string, raw json.RawMessage) error {
+	if raw == nil {
+		return nil
+	}
+	if !json.Valid(raw) {
+		return &InvalidError{Field: field, Reason: "is not valid JSON"}
+	}
+	if p := rawProblem(raw); p != "" {
+		return &InvalidError{Field: field, Reason: p}
+	}
+	return nil
+}
+
 func validateSubject(s string) error {
 	const field = "subject"
 	switch {
 	case !utf8.ValidString(s):
 		return invalid(field, s, "is not valid UTF-8")
 	case SubjectLength(s) < MinSubjectLength:
-		return invalid(field, s, "is shorter than "+itoa(MinSubjectLength)+" characters (UTF-16 code units, leading and trailing spaces not counted)")
+		return invalid(field, s, "is shorter than "+itoa(MinSubjectLength)+" characters once trimmed as OpenWhisk trims it (UTF-16 code units; leading and trailing characters up to U+0020 not counted)")
 	}
 	// Nothing stricter: OpenWhisk's Subject takes any string of that
 	// length, and JSON carries control characters escaped.
@@ -200,14 +225,12 @@ func validateSubject(s string) error {
 }
 
 // SubjectLength is the length OpenWhisk's Subject reader measures: it trims
-// s as Java's String.trim does (code points up to U+0020 at either end) and
-// counts UTF-16 code units, so "ééééé" has 5 and a rune outside the Basic
+// s as Java's String.trim does (TrimSubject) and counts UTF-16 code units, so "ééééé" has 5 and a rune outside the Basic
 // Multilingual Plane counts 2. OpenWhisk refuses a subject shorter than
 // MinSubjectLength; so do this package and the codec. A byte that is not
 // valid UTF-8 counts 1.
 func SubjectLength(s string) int {
-	s = strings.TrimFunc(s, func(r rune) bool { return r <= ' ' })
-	return utf16Len(s)
+	return utf16Len(TrimSubject(s))
 }
 
 func utf16Len(s string) int {
