@@ -246,7 +246,7 @@ func TestSummaryAndClone(t *testing.T) {
 	assert.Equal(t, int64(999), *a.Duration)
 
 	trigger := valid()
-	trigger.End = time.Time{}
+	trigger.End = store.NoEnd
 	trigger.Response.StatusCode = store.StatusApplicationError
 	ts := trigger.Summary()
 	assert.False(t, ts.HasEnd())
