@@ -94,7 +94,7 @@ func (c *Controller) FireTrigger(ctx context.Context, namespace, trigger string,
 	}
 	a := &store.Activation{
 		Namespace: namespace, Name: trigger, Subject: subjectOf(uc, namespace),
-		ActivationID: NewActivationID(), Start: c.now().Truncate(time.Millisecond),
+		ActivationID: NewActivationID(), Start: c.now().Truncate(time.Millisecond), End: store.NoEnd,
 		Response: store.Response{StatusCode: store.StatusSuccess, Result: payload},
 		Logs:     logs, Version: store.DefaultVersion, Annotations: []store.Annotation{},
 	}

@@ -170,12 +170,12 @@ func diffCorpus(rng *rand.Rand, n int) []*store.Activation {
 		start := time.UnixMilli(startMs).UTC()
 		switch rng.IntN(10) {
 		case 0:
-			start = time.Time{} // written as epoch 0
+			start = time.Time{} // year 1: written as -62135596800000
 		case 1:
 			start = time.UnixMilli(0)
 		}
 		a := &store.Activation{
-			Namespace: ns, Name: name, Subject: "diff-subject", ActivationID: id, Start: start,
+			Namespace: ns, Name: name, Subject: "diff-subject", ActivationID: id, Start: start, End: store.NoEnd,
 			Response: store.Response{StatusCode: rng.IntN(4), Result: json.RawMessage(fmt.Sprintf(`{"n":%d}`, len(out)))},
 			Logs:     []string{"line " + id}, Version: store.DefaultVersion, Publish: rng.IntN(2) == 0,
 		}

@@ -10,7 +10,7 @@
 // Queries answer as OpenWhisk's CouchDB views do, record for record and in
 // the same order (a differential test in primary/couchdb pins this): keys
 // are [namespace, start] and [namespace/pathFilter, start], a start of the
-// zero time is epoch 0, a query without Since starts at epoch 0 (so records
+// zero time.Time is year 1, a query without Since starts at epoch 0 (so records
 // that start before 1970 are listed only by a query whose Since reaches
 // them), and records with equal starts are ordered by document id. Which
 // activations a Query.Name selects depends on the version of the filters
@@ -78,7 +78,9 @@ func New(opts ...Option) *Store {
 	}
 }
 
-// Store stores a copy of a. A record with the same namespace and id is a conflict.
+// Store stores a copy of a, normalised as OpenWhisk and the codec keep it
+// (store.Normalize: the subject trimmed, the version normalised). A record
+// with the same namespace and id is a conflict.
 func (s *Store) Store(ctx context.Context, a *store.Activation, _ store.UserContext) (store.DocInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return store.DocInfo{}, err
@@ -86,7 +88,7 @@ func (s *Store) Store(ctx context.Context, a *store.Activation, _ store.UserCont
 	if err := store.ValidateActivation(a); err != nil {
 		return store.DocInfo{}, err
 	}
-	c := a.Clone()
+	c := store.Normalize(a)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.insertLocked(c)
@@ -104,7 +106,7 @@ func (s *Store) StoreBatch(ctx context.Context, as []*store.Activation, _ store.
 			res[i].Err = err
 			continue
 		}
-		clones[i] = a.Clone()
+		clones[i] = store.Normalize(a)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -241,13 +243,8 @@ func validateQuery(ctx context.Context, q store.Query) error {
 }
 
 // startKey is the start a document carries, and so its view key: epoch
-// milliseconds, with the zero time written as 0.
-func startKey(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
-}
+// milliseconds (the zero time.Time is year 1, -62135596800000).
+func startKey(t time.Time) int64 { return t.UnixMilli() }
 
 // entry orders records as the views do: by start, then document id.
 type entry struct {

@@ -25,7 +25,7 @@ var behaviours = []behaviour{
 	{"RoundTripTriggerWithoutEnd", func(t *testing.T, e *env) {
 		a := &store.Activation{
 			Namespace: e.ns, Name: "mytrigger", Subject: "guest-subject", ActivationID: newID(),
-			Start: at(1), Response: store.Response{StatusCode: store.StatusSuccess, Result: json.RawMessage(`{}`)},
+			Start: at(1), End: store.NoEnd, Response: store.Response{StatusCode: store.StatusSuccess, Result: json.RawMessage(`{}`)},
 			Logs:    []string{`{"statusCode":0,"success":true,"activationId":"` + newID() + `","rule":"guest/r","action":"guest/a"}`},
 			Version: store.DefaultVersion,
 		}
@@ -267,7 +267,8 @@ var behaviours = []behaviour{
 	{"StartsBefore1970", func(t *testing.T, e *env) {
 		// OpenWhisk's range starts at [key, 0] without since: records that
 		// start before 1970 are listed only when Since reaches them. A
-		// start of the zero time is written as epoch 0.
+		// start of the zero time.Time is year 1 (-62135596800000), not
+		// epoch 0.
 		before := e.simple("old", time.UnixMilli(-5000))
 		zero := e.simple("old", time.Time{})
 		epoch := e.simple("old", time.UnixMilli(0))
@@ -275,18 +276,43 @@ var behaviours = []behaviour{
 		for _, a := range []*store.Activation{before, zero, epoch, after} {
 			e.store(a)
 		}
-		tied := newestFirst(sortedByID(zero, epoch))
 		for _, name := range []string{"", "old"} {
-			assert.Equal(t, append([]string{after.ActivationID}, tied...), ids(e.list(store.Query{Name: name})), "no Since, Name %q", name)
-			assert.Equal(t, 3, e.count(store.Query{Name: name}))
+			assert.Equal(t, []string{after.ActivationID, epoch.ActivationID}, ids(e.list(store.Query{Name: name})), "no Since, Name %q", name)
+			assert.Equal(t, 2, e.count(store.Query{Name: name}))
 			since := store.Query{Name: name, Since: time.UnixMilli(-5000)}
-			assert.Equal(t, append(append([]string{after.ActivationID}, tied...), before.ActivationID), ids(e.list(since)))
-			assert.Equal(t, 4, e.count(since))
-			assert.Equal(t, 3, e.count(store.Query{Name: name, Since: time.UnixMilli(-4999)}))
-			assert.Equal(t, tied, ids(e.list(store.Query{Name: name, Upto: time.UnixMilli(0)})))
+			assert.Equal(t, []string{after.ActivationID, epoch.ActivationID, before.ActivationID}, ids(e.list(since)))
+			assert.Equal(t, 3, e.count(since))
+			assert.Equal(t, 2, e.count(store.Query{Name: name, Since: time.UnixMilli(-4999)}))
+			year1 := store.Query{Name: name, Since: time.UnixMilli(-62135596800000 - 1)}
+			assert.Equal(t, []string{after.ActivationID, epoch.ActivationID, before.ActivationID, zero.ActivationID}, ids(e.list(year1)))
+			assert.Equal(t, []string{epoch.ActivationID}, ids(e.list(store.Query{Name: name, Upto: time.UnixMilli(0)})))
 		}
 		got := e.get(zero.ActivationID)
-		assert.Equal(t, int64(0), timeMs(got.Start), "a zero start reads back as epoch 0")
+		assert.Equal(t, int64(-62135596800000), got.Start.UnixMilli(), "a zero start reads back as itself")
+	}},
+	{"ZeroTimeIsNotNoEnd", func(t *testing.T, e *env) {
+		// the zero time.Time is an end like any other; only epoch 0
+		// (store.NoEnd) is "no end"
+		a := e.simple("year1", time.Time{})
+		a.End = time.Time{}
+		e.store(a)
+		got := e.get(a.ActivationID)
+		assert.True(t, got.HasEnd(), "an end of year 1 is an end")
+		assert.Equal(t, int64(-62135596800000), got.End.UnixMilli(), "end")
+		list := e.list(store.Query{Name: "year1", Since: time.UnixMilli(-62135596800000 - 1)}) // a zero Since is epoch 0
+		require.Len(t, list, 1)
+		assert.True(t, list[0].HasEnd(), "the summary keeps the end")
+		require.NotNil(t, list[0].Duration, "the summary keeps the duration")
+		assert.Equal(t, int64(0), *list[0].Duration)
+	}},
+	{"NormalisedAsOpenWhisk", func(t *testing.T, e *env) {
+		// OpenWhisk trims a subject (String.trim) and normalises a version
+		a := e.simple("norm", at(0))
+		a.Subject, a.Version = "\t guest-subject \x00", "01.2"
+		e.store(a)
+		got := e.get(a.ActivationID)
+		assert.Equal(t, "guest-subject", got.Subject)
+		assert.Equal(t, "1.2.0", got.Version)
 	}},
 	{"EmptyRanges", func(t *testing.T, e *env) {
 		e.store(e.simple("r", time.UnixMilli(-100)))
