@@ -267,7 +267,7 @@ func TestReaderValidation(t *testing.T) {
 		{"version", `"0.0.-1"`, "malformed"}, {"version", `"xyz"`, "malformed"}, {"version", `""`, "malformed"},
 		{"version", `null`, "got null"}, {"version", `1`, "got number"},
 		{"subject", `"abcd"`, "shorter than 5"},
-		{"start", `true`, "want epoch milliseconds"}, {"start", `"yesterday"`, "malformed"}, 
+		{"start", `true`, "want epoch milliseconds"}, {"start", `"yesterday"`, "malformed"},
 		{"end", `null`, "got null"}, {"end", "", "missing required member"},
 		{"logs", `["a",1]`, "want a string, got number"}, {"logs", `"a"`, "want a JSON array"},
 		{"publish", `"false"`, "want a boolean"},
@@ -275,7 +275,7 @@ func TestReaderValidation(t *testing.T) {
 		{"annotations", `[{"key":null,"value":1}]`, "want a string, got null"}, {"annotations", `[1]`, "want a JSON object"},
 		{"annotations", `{}`, "want a JSON array"},
 		{"response", `{"result":{}}`, "missing required member"}, {"response", `"5a0d7c1e2f3a4b5c8d9e0f1a2b3c4d5e"`, "got an activation id string"},
-		{"response", `{"statusCode":"0"}`, "want a number"}, 
+		{"response", `{"statusCode":"0"}`, "want a number"},
 		{"cause", `"x"`, "length is 1"}, {"activationId", `"5A0D7C1E2F3A4B5C8D9E0F1A2B3C4D5E"`, "not valid"},
 		{"activationId", `1.5`, "not 32 digits"}, {"duration", `"5"`, "want a number"},
 	}
