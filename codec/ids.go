@@ -2,6 +2,7 @@ package codec
 
 import (
 	"encoding/json"
+	"strconv"
 	"time"
 )
 
@@ -166,6 +167,7 @@ func (d *decoder) instanceID() (InstanceID, error) {
 	if err := d.objectStart(); err != nil {
 		return in, err
 	}
+	wrapped := false // the instance number is not written as OpenWhisk writes its Int
 	for first := true; ; first = false {
 		key, ok, err := d.nextMember(first)
 		if err != nil {
@@ -181,6 +183,7 @@ func (d *decoder) instanceID() (InstanceID, error) {
 			var lit []byte
 			if lit, err = d.readNumber(); err == nil {
 				in.Instance = int(wrapInt(lit, 32)) // a Scala Int: wraps
+				wrapped = string(lit) != strconv.Itoa(in.Instance)
 			}
 		case c == '"' && (k == "instanceType" || k == "asString" || k == "uniqueName" ||
 			k == "displayedName" || k == "userMemory" || k == "busyMemory"):
@@ -217,6 +220,11 @@ func (d *decoder) instanceID() (InstanceID, error) {
 			return in, err
 		}
 		d.pop()
+	}
+	if wrapped && in.IsInvoker() {
+		// OpenWhisk reads the number as another Int and writes that one
+		// back: so do we, from the fields, instead of the literal read
+		return in, nil
 	}
 	in.Raw = compact(make([]byte, 0, d.pos-start), d.data[start:d.pos])
 	return in, nil
