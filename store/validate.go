@@ -78,6 +78,9 @@ func ValidateActivation(a *Activation) error {
 		if !utf8.ValidString(an.Key) {
 			return invalid("annotations["+itoa(i)+"].key", an.Key, "is not valid UTF-8")
 		}
+		if !utf8.ValidString(an.Encryption) {
+			return invalid("annotations["+itoa(i)+"].encryption", an.Encryption, "is not valid UTF-8")
+		}
 		if err := validateRaw("annotations["+itoa(i)+"].value", an.Value); err != nil {
 			return err
 		}
