@@ -614,17 +614,18 @@ func (d *decoder) skip() error {
 }
 
 // raw consumes any JSON value and returns a compact copy of it. Whitespace
-// between tokens is dropped and invalid UTF-8 inside strings becomes U+FFFD;
+// between tokens is dropped, invalid UTF-8 inside strings becomes U+FFFD
+// and a raw U+FFFF the escape \uffff (what a writer writes);
 // everything else (number literals, escapes, member order) is kept byte for
 // byte.
 func (d *decoder) raw() ([]byte, error) {
 	start := d.pos
-	d.sawSpace, d.sawBadUTF8 = false, false
+	d.sawSpace, d.sawBadUTF8, d.sawFFFF = false, false, false
 	if err := d.skip(); err != nil {
 		return nil, err
 	}
 	v := d.data[start:d.pos]
-	if !d.sawSpace && !d.sawBadUTF8 {
+	if !d.sawSpace && !d.sawBadUTF8 && !d.sawFFFF {
 		return append(make([]byte, 0, len(v)), v...), nil
 	}
 	return compact(make([]byte, 0, len(v)), v), nil
