@@ -168,6 +168,7 @@ func (d *decoder) instanceID() (InstanceID, error) {
 		return in, err
 	}
 	wrapped := false // the instance number is not written as OpenWhisk writes its Int
+	var litStart, litEnd int
 	for first := true; ; first = false {
 		key, ok, err := d.nextMember(first)
 		if err != nil {
@@ -184,6 +185,8 @@ func (d *decoder) instanceID() (InstanceID, error) {
 			if lit, err = d.readNumber(); err == nil {
 				in.Instance = int(wrapInt(lit, 32)) // a Scala Int: wraps
 				wrapped = string(lit) != strconv.Itoa(in.Instance)
+				litEnd = d.pos
+				litStart = litEnd - len(lit)
 			}
 		case c == '"' && (k == "instanceType" || k == "asString" || k == "uniqueName" ||
 			k == "displayedName" || k == "userMemory" || k == "busyMemory"):
@@ -223,7 +226,10 @@ func (d *decoder) instanceID() (InstanceID, error) {
 	}
 	if wrapped && in.IsInvoker() {
 		// OpenWhisk reads the number as another Int and writes that one
-		// back: so do we, from the fields, instead of the literal read
+		// back: so do we, instead of the literal read
+		raw := compact(make([]byte, 0, d.pos-start), d.data[start:litStart])
+		raw = strconv.AppendInt(raw, int64(in.Instance), 10)
+		in.Raw = compact(raw, d.data[litEnd:d.pos])
 		return in, nil
 	}
 	in.Raw = compact(make([]byte, 0, d.pos-start), d.data[start:d.pos])
