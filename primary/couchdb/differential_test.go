@@ -241,10 +241,7 @@ func diffQueriesFor(rng *rand.Rand, corpus []*store.Activation, v store.FilterVi
 		if store.ValidateName(k) == nil && !slices.Contains(names[a.Namespace], k) {
 			names[a.Namespace] = append(names[a.Namespace], k)
 		}
-		ms := int64(0)
-		if !a.Start.IsZero() {
-			ms = a.Start.UnixMilli()
-		}
+		ms := a.Start.UnixMilli() // the zero time.Time is year 1
 		starts[a.Namespace] = append(starts[a.Namespace], ms)
 		starts[a.Namespace+"/"+k] = append(starts[a.Namespace+"/"+k], ms)
 	}
@@ -285,6 +282,11 @@ func diffQueriesFor(rng *rand.Rand, corpus []*store.Activation, v store.FilterVi
 		}
 		if rng.IntN(2) == 0 {
 			q.Upto = instant(near)
+		}
+		if q.Since.IsZero() && !q.Upto.IsZero() && q.Upto.UnixMilli() < 0 && rng.IntN(4) != 0 {
+			// a zero Since is epoch 0, which would leave the window empty:
+			// mostly reach back to the records of year 1 (the zero time.Time)
+			q.Since = time.UnixMilli(-62135596800000 - 1)
 		}
 		if !q.Since.IsZero() && q.Upto.Before(q.Since) && rng.IntN(5) != 0 {
 			q.Since, q.Upto = q.Upto, q.Since // mostly a window; sometimes inverted, which is empty
