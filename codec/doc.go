@@ -112,7 +112,8 @@
 //	  without "init" (master)
 //	repeated annotation keys                        last kept (a Map);      kept in order, duplicates included;
 //	                                                  over 4 reordered        Activation.Annotation takes the last
-//	number spray-json cannot parse (1e2147483648)   record unreadable       read verbatim; refused on write, by Validate
+//	number spray-json cannot parse (1e2147483648)  record unreadable       raw values read verbatim, refused on write and by
+//	                                                                        Validate; Int and Long members read wrapped
 //	raw value nested 996..999 deep                  read in a document      refused on write, by Validate (acks nest deeper)
 //	raw U+FFFF in a string                          end of input: refused   read as U+FFFF; written \\uffff
 //	\\uffff escape                                  read; written raw       read; written \\uffff

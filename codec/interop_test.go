@@ -104,7 +104,7 @@ func TestInteropIntsWrapAsScala(t *testing.T) {
 	if err := store.ValidateActivation(a); !errors.Is(err, store.ErrInvalid) {
 		t.Fatalf("Validate accepted size 2147484011: %v", err)
 	}
-	max := int64(store.MaxInt)
+	max := int64(store.MaxScalaInt)
 	a.Response.Size = &max
 	if _, err := codec.MarshalActivation(a); err != nil {
 		t.Fatal(err)

@@ -45,7 +45,7 @@ func TestSubjectTrimmedAsJavaTrims(t *testing.T) {
 // response.size is a Scala Int: OpenWhisk would read 2147484011 as -2147483285.
 func TestSizeBeyondScalaIntRefused(t *testing.T) {
 	a := valid()
-	for _, ok := range []int64{0, 1, store.MaxInt} {
+	for _, ok := range []int64{0, 1, store.MaxScalaInt} {
 		a.Response.Size = &ok
 		require.NoError(t, store.ValidateActivation(a))
 	}

@@ -18,10 +18,10 @@ const (
 	// deep, and an annotation value sits 4 levels down in an ack
 	// (ack, activation, annotations, annotation). [[1]] nests 2 deep.
 	MaxRawNesting = 995
-	// MaxInt is the largest value of a Scala Int (response.size, an
+	// MaxScalaInt is the largest value of a Scala Int (response.size, an
 	// invoker's instance number, statusCode): OpenWhisk reads a larger
 	// JSON number modulo 2^32, as another number.
-	MaxInt = math.MaxInt32
+	MaxScalaInt = math.MaxInt32
 )
 
 // TrimSubject returns s as OpenWhisk's Subject reader keeps it: trimmed as

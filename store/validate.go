@@ -25,7 +25,7 @@ const (
 // ValidateActivation checks every field a store relies on and every rule of
 // OpenWhisk's reader, so that nothing malformed reaches a database or a
 // topic, and nothing OpenWhisk would read as another value or could not
-// read at all: a response.size or status code beyond a Scala Int (MaxInt),
+// read at all: a response.size or status code beyond a Scala Int (MaxScalaInt),
 // a raw JSON value with a number OpenWhisk cannot parse (NumberProblem) or
 // nested too deep (MaxRawNesting). Values OpenWhisk normalises are
 // accepted and checked as normalised (see Normalize): a subject is trimmed
@@ -64,7 +64,7 @@ func ValidateActivation(a *Activation) error {
 	if s := a.Response.Size; s != nil && *s < 0 {
 		return &InvalidError{Field: "response.size", Value: strconv.FormatInt(*s, 10), Reason: "is negative"}
 	}
-	if s := a.Response.Size; s != nil && *s > MaxInt {
+	if s := a.Response.Size; s != nil && *s > MaxScalaInt {
 		return &InvalidError{Field: "response.size", Value: strconv.FormatInt(*s, 10),
 			Reason: "is larger than 2147483647: OpenWhisk reads it as a Scala Int, which would wrap to another number"}
 	}
