@@ -112,11 +112,11 @@
 //	  without "init" (master)
 //	repeated annotation keys                        last kept (a Map);      kept in order, duplicates included;
 //	                                                  over 4 reordered        Activation.Annotation takes the last
-//	number spray-json cannot parse (1e2147483648)  record unreadable       raw values read verbatim, refused on write and by
+//	number spray-json cannot parse (1e2147483648)   record unreadable       raw values read verbatim, refused on write and by
 //	                                                                        Validate; Int and Long members read wrapped
 //	raw value nested 996..999 deep                  read in a document      refused on write, by Validate (acks nest deeper)
-//	raw U+FFFF in a string                          end of input: refused   read as U+FFFF; written \\uffff
-//	\\uffff escape                                  read; written raw       read; written \\uffff
+//	raw U+FFFF in a string                          end of input: refused   read as U+FFFF; written \uffff
+//	\uffff escape                                   read; written raw       read; written \uffff
 //	lone UTF-16 surrogate escape in a string        kept; written "?"       U+FFFD in strings; kept escaped in raw values
 //	ISO-8601 timestamp with an offset               JDK-dependent           read (RFC 3339)
 //	transid of unexpected shape                     sid_unknown, now        sid_unknown, start 0 (deterministic)
