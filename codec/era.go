@@ -6,10 +6,12 @@ import (
 	"strings"
 )
 
-// Era is the OpenWhisk version whose controllers read the completion and
-// combined acks a writer sends. It picks the member that carries the
-// invoker's instance id and the shape of that id. Result messages are the
-// same in every era.
+// Era is the OpenWhisk version whose controllers read the acks a writer
+// sends. It picks the member that carries the invoker's instance id and the
+// shape of that id, and the shape of the transid: a PR-era controller reads
+// only [id, start(, true)?] and takes a transid with a parent as
+// "sid_unknown", so at EraPR the parent is left out (result messages too;
+// otherwise they are the same in every era).
 //
 // Which OpenWhisk reads which (apache/openwhisk, Message.scala and
 // InstanceId.scala):
