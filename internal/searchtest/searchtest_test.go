@@ -217,3 +217,102 @@ func TestInstalledModule(t *testing.T) {
 		t.Fatalf("the server's modules %s lack reindex", b)
 	}
 }
+
+// Every pinned version starts (a dedicated node, stopped at the end of its
+// subtest), indexes, searches and deletes by query.
+func TestPinnedVersions(t *testing.T) {
+	for _, v := range Pinned() {
+		t.Run(string(v), func(t *testing.T) {
+			c := StartCluster(t, 1, WithVersion(v))
+			s := c.Node(0)
+			t.Logf("%s: RSS %d MiB", v, s.RSS()>>20)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			got, err := detectVersion(ctx, s)
+			if err != nil || got != v {
+				t.Fatalf("GET / says %q (%v), want %s", got, err, v)
+			}
+			roundTrip(t, s)
+		})
+	}
+}
+
+// bulkDocs indexes docs from..to-1 into index through s, retrying the
+// whole request until every item is stored (a cluster that lost a node
+// refuses writes for a moment); ids make the retries idempotent.
+func bulkDocs(t *testing.T, s *Server, index string, from, to int, within time.Duration) {
+	t.Helper()
+	var body strings.Builder
+	for i := from; i < to; i++ {
+		fmt.Fprintf(&body, "{\"index\":{\"_index\":%q,\"_id\":\"doc-%d\"}}\n{\"n\":%d}\n", index, i, i)
+	}
+	deadline := time.Now().Add(within)
+	var last string
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		status, b, err := s.Do(ctx, http.MethodPost, "/_bulk?refresh=true", []byte(body.String()))
+		cancel()
+		var resp struct {
+			Errors bool `json:"errors"`
+			Items  []json.RawMessage
+		}
+		if err == nil && status == http.StatusOK && json.Unmarshal(b, &resp) == nil && !resp.Errors && len(resp.Items) == to-from {
+			return
+		}
+		last = fmt.Sprintf("status %d, %v: %.500s", status, err, b)
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("bulk %d..%d not stored within %v; last: %s", from, to, within, last)
+}
+
+// A two-node cluster with one replica survives the loss of a node, and
+// the node comes back with its data on its ports.
+func TestClusterKillRestart(t *testing.T) {
+	v, err := Selected()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Distribution() == "elasticsearch" && v.Major() < 7 {
+		v = OpenSearch2 // no clusters of Elasticsearch 6
+	}
+	c := StartCluster(t, 2, WithVersion(v))
+	urls := c.URLs()
+	s := c.Node(0)
+	index := s.IndexPrefix(t) + "replicated"
+	s.MustDo(t, http.MethodPut, "/"+index, []byte(`{"settings":{"number_of_shards":2,"number_of_replicas":1}}`))
+	c.WaitForStatus(0, "green", 2*time.Minute)
+	bulkDocs(t, s, index, 0, 100, time.Minute)
+
+	m := c.ClusterManager()
+	if m < 0 {
+		t.Fatal("no elected cluster manager")
+	}
+	victim := 1 - m
+	survivor := c.Node(m)
+	c.Kill(victim)
+	if c.Running(victim) {
+		t.Fatalf("node %d still running after Kill", victim)
+	}
+	// The survivor promotes the replicas of the victim's primaries.
+	bulkDocs(t, survivor, index, 100, 200, 2*time.Minute)
+	if n := count(t, survivor, index); n != 200 {
+		t.Fatalf("count on the survivor = %d, want 200", n)
+	}
+
+	c.Restart(victim)
+	if c.URL(victim) != urls[victim] {
+		t.Fatalf("node %d came back at %s, was %s", victim, c.URL(victim), urls[victim])
+	}
+	c.WaitForStatus(victim, "green", 3*time.Minute)
+	back := c.Node(victim)
+	// Both copies of every shard hold every document.
+	for _, pref := range []string{"_primary", "_replica"} {
+		b := back.MustDo(t, http.MethodGet, "/"+index+"/_count?preference="+pref, nil)
+		var cnt struct {
+			Count int `json:"count"`
+		}
+		if err := json.Unmarshal(b, &cnt); err != nil || cnt.Count != 200 {
+			t.Fatalf("count with preference %s = %s (%v), want 200", pref, b, err)
+		}
+	}
+}
