@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/go-whisk/activationstore/internal/filelock"
 )
@@ -51,6 +52,7 @@ func home(ctx context.Context, v Version) (string, error) {
 	if _, err := os.Stat(done); err == nil {
 		return home, nil // installed by another test binary while we waited
 	}
+	began := time.Now()
 	mvn, err := exec.LookPath("mvn")
 	if err != nil {
 		return "", fmt.Errorf("searchtest: %s is not in %s and mvn is not installed to fetch it from Maven Central (install maven, or set %s to an existing server)", v, dir, EnvURL)
@@ -87,6 +89,7 @@ func home(ctx context.Context, v Version) (string, error) {
 	if err := os.WriteFile(done, []byte(string(v)+"\n"), 0o644); err != nil {
 		return "", err
 	}
+	fmt.Fprintf(os.Stderr, "searchtest: installed %s into %s in %v (Maven Central, once)\n", v, home, time.Since(began).Round(time.Millisecond))
 	return home, nil
 }
 

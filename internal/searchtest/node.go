@@ -262,6 +262,11 @@ func (n *node) jvmArgs() []string {
 	args := []string{
 		"-Xms" + c.spec.heap, "-Xmx" + c.spec.heap, "-Xss1m",
 		"-XX:+UseSerialGC", // the smallest footprint; the tests' volumes are small
+		// C1 only: half the CPU time to start (measured on OpenSearch
+		// 2.19.6: 4-7 s of CPU instead of 10-12 s) and 30 MB less RSS,
+		// for slower steady-state code. SEARCHTEST_JAVA_OPTS=
+		// -XX:TieredStopAtLevel=4 restores C2.
+		"-XX:TieredStopAtLevel=1",
 		"-XX:-HeapDumpOnOutOfMemoryError",
 		"-XX:ErrorFile=" + filepath.Join(n.dir, "logs", "hs_err_pid%p.log"),
 		"-Djava.awt.headless=true",
@@ -288,6 +293,7 @@ func (n *node) jvmArgs() []string {
 	} else {
 		args = append(args, "-Des.distribution.flavor=oss")
 	}
+	args = append(args, strings.Fields(os.Getenv(EnvJavaOpts))...)
 	args = append(args,
 		"-D"+prefix+".path.home="+c.home,
 		"-D"+prefix+".path.conf="+filepath.Join(n.dir, "config"),

@@ -78,6 +78,8 @@ const (
 	EnvJavaHome = "SEARCHTEST_JAVA_HOME"
 	// EnvHeap sets the servers' JVM heap (default 256m).
 	EnvHeap = "SEARCHTEST_HEAP"
+	// EnvJavaOpts adds JVM options (space-separated) after searchtest's own.
+	EnvJavaOpts = "SEARCHTEST_JAVA_OPTS"
 )
 
 // defaultHeap is enough for the tests' volumes, and small enough for
