@@ -100,9 +100,9 @@ func (c *Cluster) Restart(i int) {
 	if err := n.start(); err != nil {
 		c.t.Fatalf("searchtest: restart node %d: %v", i, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := c.c.waitReady(ctx, 3*time.Minute); err != nil {
+	if err := c.c.waitReady(ctx, 5*time.Minute); err != nil {
 		c.t.Fatalf("searchtest: restart node %d: %v", i, err)
 	}
 	c.t.Logf("searchtest: node %d back in %v", i, time.Since(start).Round(time.Millisecond))

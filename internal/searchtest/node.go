@@ -137,7 +137,7 @@ func (c *cluster) boot(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := c.waitReady(ctx, 3*time.Minute); err != nil {
+	if err := c.waitReady(ctx, 5*time.Minute); err != nil {
 		return err
 	}
 	c.startup = time.Since(start)
