@@ -319,15 +319,17 @@ func TestClusterKillRestart(t *testing.T) {
 		t.Fatalf("node %d came back at %s, was %s", victim, c.URL(victim), urls[victim])
 	}
 	c.WaitForStatus(victim, "green", 3*time.Minute)
-	back := c.Node(victim)
-	// Both copies of every shard hold every document.
-	for _, pref := range []string{"_primary", "_replica"} {
-		b := back.MustDo(t, http.MethodGet, "/"+index+"/_count?preference="+pref, nil)
+	// Each node holds a copy of every shard, and each copy every document.
+	for i := range c.Len() {
+		b := c.Node(i).MustDo(t, http.MethodGet, "/"+index+"/_count?preference=_only_local", nil)
 		var cnt struct {
-			Count int `json:"count"`
+			Count  int `json:"count"`
+			Shards struct {
+				Successful int `json:"successful"`
+			} `json:"_shards"`
 		}
-		if err := json.Unmarshal(b, &cnt); err != nil || cnt.Count != 200 {
-			t.Fatalf("count with preference %s = %s (%v), want 200", pref, b, err)
+		if err := json.Unmarshal(b, &cnt); err != nil || cnt.Count != 200 || cnt.Shards.Successful != 2 {
+			t.Fatalf("count of node %d's copies = %s (%v), want 200 in 2 shards", i, b, err)
 		}
 	}
 }
