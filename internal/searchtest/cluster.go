@@ -54,7 +54,11 @@ func StartCluster(t testing.TB, nodes int, opts ...Option) *Cluster {
 			fmt.Fprintf(os.Stderr, "searchtest: %s failed; the cluster's logs are kept: %s\n", t.Name(), c.logs())
 		}
 	})
-	t.Logf("searchtest: %d-node %s cluster ready in %v at %v", nodes, v, c.startup.Round(time.Millisecond), (&Cluster{c: c}).URLs())
+	var cpu time.Duration
+	for _, n := range c.nodes {
+		cpu += cpuTime(n.pid())
+	}
+	t.Logf("searchtest: %d-node %s cluster ready in %v (JVM CPU %v) at %v", nodes, v, c.startup.Round(time.Millisecond), cpu.Round(10*time.Millisecond), (&Cluster{c: c}).URLs())
 	return &Cluster{t: t, c: c}
 }
 

@@ -195,6 +195,10 @@ func jarStem(name string) string { return jarVersion.ReplaceAllString(name, "") 
 // descriptor the distribution's own build would write. The module adds
 // _delete_by_query, _update_by_query and _reindex.
 func installReindex(v Version, dl, home string) error {
+	mod := filepath.Join(home, "modules", "reindex")
+	if _, err := os.Stat(mod); err == nil {
+		return nil // the zip has it (OpenSearch 3)
+	}
 	have := map[string]bool{}
 	libs, err := os.ReadDir(filepath.Join(home, "lib"))
 	if err != nil {
@@ -203,7 +207,6 @@ func installReindex(v Version, dl, home string) error {
 	for _, e := range libs {
 		have[jarStem(e.Name())] = true
 	}
-	mod := filepath.Join(home, "modules", "reindex")
 	if err := os.MkdirAll(mod, 0o755); err != nil {
 		return err
 	}
