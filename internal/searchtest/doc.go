@@ -28,7 +28,8 @@
 //
 // A test that cannot get its server fails with the reason; none skips.
 //
-// Start-up: 5-15 s on an idle machine once installed (C1-only JVMs, see
-// SEARCHTEST_JAVA_OPTS); the first install downloads about 60 MB. Each node
-// takes about 220-250 MB of RSS with the default 256 MB heap.
+// Start-up, once installed, costs 5-7 s of JVM CPU time (C1-only JVMs, see
+// SEARCHTEST_JAVA_OPTS), which is about the wall time on an idle machine;
+// the first install downloads 30-60 MB per version. Each node takes
+// 200-250 MB of RSS with the default 256 MB heap.
 package searchtest
