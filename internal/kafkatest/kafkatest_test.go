@@ -132,7 +132,8 @@ func roundTrip(t *testing.T, b *kafkatest.Broker) {
 }
 
 // TestApacheCluster starts three Apache Kafka nodes, kills the leader of a
-// partition under acks=all writes, and restarts it.
+// partition under acks=all writes, and restarts it; under ZooKeeper, then
+// the controller.
 func TestApacheCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three Apache Kafka JVMs: skipped under -short")
@@ -202,6 +203,49 @@ func TestApacheCluster(t *testing.T) {
 	}
 	if err := b.Restart(ctx, leader); err == nil {
 		t.Fatal("Restart of a running node succeeded")
+	}
+
+	// A controller failover: under ZooKeeper the controller is one of the
+	// brokers, and another takes over when it dies.
+	controller, err := b.Controller(ctx)
+	if !b.ZooKeeper() {
+		if err == nil {
+			t.Fatalf("Controller on KRaft = %d, want an error", controller)
+		}
+		return
+	}
+	if err != nil || controller < 0 || controller > 2 {
+		t.Fatalf("Controller = %d, %v", controller, err)
+	}
+	if err := b.Kill(controller); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	if err := write("controller gone"); err != nil {
+		t.Fatalf("acks=all write with the controller killed: %v", err)
+	}
+	for {
+		c, err := b.Controller(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c >= 0 && c != controller {
+			t.Logf("controller %d killed; node %d took over within %v", controller, c, time.Since(start).Round(time.Millisecond))
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no new controller after killing node %d: %v", controller, ctx.Err())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := b.Restart(ctx, controller); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WaitInSync(ctx, topic); err != nil {
+		t.Fatal(err)
+	}
+	if ends, err := b.EndOffsets(ctx, topic); err != nil || ends[0] != 3 {
+		t.Fatalf("end offsets %v, %v: want 3 records in partition 0", ends, err)
 	}
 }
 
