@@ -613,9 +613,9 @@ func (c *apacheCluster) close(keep bool) {
 
 // logs names the nodes' log files.
 func (c *apacheCluster) logs() string {
-	paths := make([]string, len(c.nodes))
-	for i, n := range c.nodes {
-		paths[i] = n.logPath
+	var paths []string
+	for _, n := range c.allNodes() {
+		paths = append(paths, n.logPath)
 	}
 	return strings.Join(paths, " ")
 }

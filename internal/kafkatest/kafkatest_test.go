@@ -3,6 +3,7 @@ package kafkatest_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -278,5 +279,15 @@ func TestSelected(t *testing.T) {
 		if (err != nil) != tc.err || got != tc.want {
 			t.Errorf("%s=%q %s=%q: Selected() = %v, %v; want %v, error %v", kafkatest.EnvMode, tc.mode, kafkatest.EnvBrokers, tc.brokers, got, err, tc.want, tc.err)
 		}
+	}
+}
+
+// TestCIKafkaVersions: .ci/run reads its versions from CIKafkaVersions:
+// the oldest supported first, then a 3.x, a 4.0.x and the pinned one.
+func TestCIKafkaVersions(t *testing.T) {
+	vs := strings.Fields(kafkatest.CIKafkaVersions)
+	if len(vs) != 4 || vs[0] != kafkatest.OldestKafkaVersion || vs[3] != kafkatest.KafkaVersion ||
+		!strings.HasPrefix(vs[1], "3.") || !strings.HasPrefix(vs[2], "4.0.") {
+		t.Fatalf("CIKafkaVersions = %q: want %s, a 3.x, a 4.0.x, %s", kafkatest.CIKafkaVersions, kafkatest.OldestKafkaVersion, kafkatest.KafkaVersion)
 	}
 }
