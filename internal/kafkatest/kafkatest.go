@@ -504,7 +504,10 @@ func (b *Broker) CreateTopicContext(ctx context.Context, name string, partitions
 	if err != nil {
 		return err
 	}
-	if err := res.Errors[name]; err != nil {
+	// A ZooKeeper-mode controller answers once every broker serves the
+	// topic, and a busy one times out while the creation goes on:
+	// awaitTopic waits for it.
+	if err := res.Errors[name]; err != nil && !errors.Is(err, kafka.RequestTimedOut) {
 		return err
 	}
 	return b.awaitTopic(ctx, name, partitions)
