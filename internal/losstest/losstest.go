@@ -142,7 +142,7 @@ func ProduceCompressed(t testing.TB, addr, topic string, msgs []kafka.Message, c
 // service (OpenWhisk's controllers and invokers) does: Kafka's
 // kafka-console-producer (kafka.tools.ConsoleProducer) of
 // kafkatest.JavaClientVersion, with the given compression, acks=all,
-// batch.size 64 KiB and linger.ms 5. Its lz4 frames declare 64 KiB blocks,
+// batch.size 64 KiB and linger.ms 100 (full batches, as a busy service sends). Its lz4 frames declare 64 KiB blocks,
 // where kafka-go's declare 4 MiB. Keys and values must not contain a
 // newline or a tab.
 func ProduceJava(t testing.TB, addr, topic string, msgs []kafka.Message, codec kafka.Compression) {
@@ -156,7 +156,7 @@ func ProduceJava(t testing.TB, addr, topic string, msgs []kafka.Message, codec k
 	cmd, err := kafkatest.JavaCommand(ctx, kafkatest.JavaClientVersion, "kafka.tools.ConsoleProducer",
 		"--bootstrap-server", addr, "--topic", topic,
 		"--compression-codec", name, "--request-required-acks", "-1",
-		"--batch-size", "65536", "--timeout", "5", "--max-memory-bytes", "33554432",
+		"--batch-size", "65536", "--timeout", "100", "--max-memory-bytes", "33554432",
 		"--property", "parse.key=true", "--property", "key.separator=\t")
 	if err != nil {
 		t.Fatalf("losstest: Kafka's Java producer: %v", err)
