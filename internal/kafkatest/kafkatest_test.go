@@ -69,7 +69,15 @@ func TestApacheListeners(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("SUMMARY TestApacheListeners: Apache Kafka %s, 1 node, ready in %v, RSS %d MiB", b.Version(), b.StartupTime().Round(time.Millisecond), rss>>20)
+	zk := "KRaft"
+	if b.ZooKeeper() {
+		zkRSS, err := b.ZooKeeperRSS()
+		if err != nil {
+			t.Fatal(err)
+		}
+		zk = fmt.Sprintf("ZooKeeper server RSS %d MiB", zkRSS>>20)
+	}
+	t.Logf("SUMMARY TestApacheListeners: Apache Kafka %s, 1 node, ready in %v, RSS %d MiB; %s", b.Version(), b.StartupTime().Round(time.Millisecond), rss>>20, zk)
 	for name, opts := range map[string][]kafkatest.Option{
 		"plaintext": nil,
 		"TLS":       {kafkatest.WithTLS()},

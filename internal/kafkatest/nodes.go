@@ -194,6 +194,19 @@ func (b *Broker) NodeRSS(i int) (int64, error) {
 	return rssBytes(pid)
 }
 
+// ZooKeeperRSS is the resident memory of a ZooKeeper cluster's ZooKeeper
+// server, in bytes (Linux only).
+func (b *Broker) ZooKeeperRSS() (int64, error) {
+	if !b.ZooKeeper() {
+		return 0, fmt.Errorf("kafkatest: ZooKeeperRSS: %s has no ZooKeeper server", b)
+	}
+	pid := b.apache.zk.pid()
+	if pid == 0 {
+		return 0, errors.New("kafkatest: the ZooKeeper server is not running")
+	}
+	return rssBytes(pid)
+}
+
 // StartupTime is how long the cluster took from formatting its storage to
 // answering Metadata; 0 for kfake and external brokers.
 func (b *Broker) StartupTime() time.Duration {

@@ -1,6 +1,7 @@
 package kafkatest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -59,7 +60,11 @@ func (n *apacheNode) waitListening(ctx context.Context, within time.Duration) er
 		alive := n.running()
 		n.mu.Unlock()
 		if !alive {
-			return fmt.Errorf("%s exited during start-up; its log %s ends with:\n%s", n, n.logPath, tail(n.logPath, 6<<10))
+			err := fmt.Errorf("%s exited during start-up; its log %s ends with:\n%s", n, n.logPath, tail(n.logPath, 6<<10))
+			if bytes.Contains(readFile(n.logPath), []byte("Address already in use")) {
+				err = fmt.Errorf("%w: %w", errPortTaken, err)
+			}
+			return err
 		}
 		conn, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", n.zkAddr())
 		if err == nil {
