@@ -253,8 +253,10 @@ func TestApacheCluster(t *testing.T) {
 	if err := b.WaitInSync(ctx, topic); err != nil {
 		t.Fatal(err)
 	}
-	if ends, err := b.EndOffsets(ctx, topic); err != nil || ends[0] != 3 {
-		t.Fatalf("end offsets %v, %v: want 3 records in partition 0", ends, err)
+	// kafka-go's writer is not idempotent: an attempt that timed out
+	// during the failover may have been written as well as its retry.
+	if ends, err := b.EndOffsets(ctx, topic); err != nil || ends[0] < 3 {
+		t.Fatalf("end offsets %v, %v: want the 3 acknowledged records (or more) in partition 0", ends, err)
 	}
 }
 
