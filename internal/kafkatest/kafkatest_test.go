@@ -207,8 +207,8 @@ func TestApacheCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	ends, err := b.EndOffsets(ctx, topic)
-	if err != nil || ends[0] != 2 {
-		t.Fatalf("end offsets %v, %v: want 2 records in partition 0", ends, err)
+	if err != nil || ends[0] < 2 {
+		t.Fatalf("end offsets %v, %v: want the 2 acknowledged records (or more: see below) in partition 0", ends, err)
 	}
 	if err := b.Restart(ctx, leader); err == nil {
 		t.Fatal("Restart of a running node succeeded")
@@ -229,9 +229,20 @@ func TestApacheCluster(t *testing.T) {
 	if err := b.Kill(controller); err != nil {
 		t.Fatal(err)
 	}
+	// When the controller led the partition too, its leader is elected
+	// only once ZooKeeper has expired the controller's session and a new
+	// controller has loaded the cluster's state: on a busy machine longer
+	// than the writer's 30 attempts.
 	start = time.Now()
-	if err := write("controller gone"); err != nil {
-		t.Fatalf("acks=all write with the controller killed: %v", err)
+	for {
+		err := write("controller gone")
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("acks=all write with the controller killed: %v", err)
+		}
+		t.Logf("write with the controller killed, after %v: %v; again", time.Since(start).Round(time.Millisecond), err)
 	}
 	for {
 		c, err := b.Controller(ctx)
