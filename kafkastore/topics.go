@@ -82,6 +82,12 @@ func ensureTopic(ctx context.Context, transport *kafka.Transport, brokers []stri
 		return true, awaitTopic(ctx, transport, brokers, spec.Name)
 	case errors.Is(err, kafka.TopicAlreadyExists):
 		return false, awaitTopic(ctx, transport, brokers, spec.Name)
+	case errors.Is(err, kafka.RequestTimedOut):
+		// A ZooKeeper-mode controller (Kafka before 4.0) answers
+		// CreateTopics only once every broker serves the topic, and times
+		// out after the request's 2 s on a busy cluster while the creation
+		// goes on: wait for it as for a topic that exists.
+		return true, awaitTopic(ctx, transport, brokers, spec.Name)
 	default:
 		return false, fmt.Errorf("create topic %q: %w", spec.Name, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,8 +54,36 @@ type apacheSpec struct {
 	heap    string // -Xmx
 }
 
-// apacheCluster is a running Apache Kafka cluster of combined
-// broker+controller nodes (KRaft), listening on 127.0.0.1.
+// zooKeeper reports whether the version runs with ZooKeeper rather than
+// KRaft: every release before 3.5. KRaft came in 2.8 as early access,
+// was production-ready in 3.3, and takes SCRAM users at format time
+// (KIP-900) from 3.5; ZooKeeper mode went in 4.0.
+func (s apacheSpec) zooKeeper() bool {
+	var major, minor int
+	if _, err := fmt.Sscanf(s.version, "%d.%d", &major, &minor); err != nil {
+		return false // versionPattern has vetted it; unreachable
+	}
+	return major < 3 || major == 3 && minor < 5
+}
+
+// mode names the cluster's metadata mode for logs.
+func (s apacheSpec) mode() string {
+	if s.zooKeeper() {
+		return "ZooKeeper"
+	}
+	return "KRaft"
+}
+
+// zkSessionTimeout is the brokers' ZooKeeper session timeout: how long a
+// SIGKILLed broker stays registered (and, if it was the controller,
+// controller). Kafka's default is 18 s; 6 s keeps failover tests short,
+// as broker.session.timeout.ms does under KRaft, while surviving a busy
+// machine's pauses.
+const zkSessionTimeout = 6 * time.Second
+
+// apacheCluster is a running Apache Kafka cluster listening on 127.0.0.1:
+// combined broker+controller nodes (KRaft), or brokers and one
+// ZooKeeper server (versions before 3.5).
 type apacheCluster struct {
 	spec      apacheSpec
 	dir       string
@@ -64,6 +93,7 @@ type apacheCluster struct {
 	certs     *testCerts
 	password  string
 	nodes     []*apacheNode
+	zk        *apacheNode   // the ZooKeeper server; nil under KRaft
 	formatted time.Duration // formatting the storage, part of startup
 	startup   time.Duration // from formatting to a cluster answering Metadata
 
@@ -71,10 +101,11 @@ type apacheCluster struct {
 }
 
 // apacheNode is one node: a JVM with its own data directory and log file
-// that keeps its ports across restarts.
+// that keeps its ports across restarts. The ZooKeeper server is one too,
+// with id -1 and its client port in ports[0].
 type apacheNode struct {
 	c       *apacheCluster
-	id      int // node.id; also its index
+	id      int // node.id (broker.id); also its index
 	dir     string
 	logPath string
 	ports   [numSecurity + 1]int // client listeners by security, then CONTROLLER
@@ -124,7 +155,12 @@ func startApache(ctx context.Context, spec apacheSpec) (c *apacheCluster, err er
 	if c.certs, err = newTestCerts(); err != nil {
 		return nil, err
 	}
-	if err = c.certs.writeKeyStore(c.keyStorePath()); err != nil {
+	if spec.zooKeeper() {
+		err = c.certs.writeEncryptedKeyStore(c.keyStorePath(), c.password)
+	} else {
+		err = c.certs.writeKeyStore(c.keyStorePath())
+	}
+	if err != nil {
 		return nil, err
 	}
 	for i := range spec.nodes {
@@ -134,6 +170,13 @@ func startApache(ctx context.Context, spec apacheSpec) (c *apacheCluster, err er
 			return nil, err
 		}
 		c.nodes = append(c.nodes, n)
+	}
+	if spec.zooKeeper() {
+		c.zk = &apacheNode{c: c, id: -1, dir: filepath.Join(dir, "zookeeper")}
+		c.zk.logPath = filepath.Join(c.zk.dir, "zookeeper.log")
+		if err = os.MkdirAll(c.zk.dir, 0o755); err != nil {
+			return nil, err
+		}
 	}
 
 	// Ports are picked free and then handed to the JVMs, so another process
@@ -145,7 +188,7 @@ func startApache(ctx context.Context, spec apacheSpec) (c *apacheCluster, err er
 			return c, err
 		}
 		c.killAll()
-		for _, n := range c.nodes {
+		for _, n := range c.allNodes() {
 			_ = os.RemoveAll(filepath.Join(n.dir, "data"))
 		}
 	}
@@ -153,15 +196,26 @@ func startApache(ctx context.Context, spec apacheSpec) (c *apacheCluster, err er
 
 var errPortTaken = errors.New("a listener port was taken by another process")
 
+// allNodes are the brokers and, under ZooKeeper, the ZooKeeper server.
+func (c *apacheCluster) allNodes() []*apacheNode {
+	if c.zk == nil {
+		return c.nodes
+	}
+	return append(slices.Clone(c.nodes), c.zk)
+}
+
 // boot picks ports, formats every node and starts them all.
 func (c *apacheCluster) boot(ctx context.Context) error {
 	if err := c.pickPorts(); err != nil {
 		return err
 	}
-	for _, n := range c.nodes {
+	for _, n := range c.allNodes() {
 		if err := os.WriteFile(n.propertiesPath(), []byte(n.properties()), 0o644); err != nil {
 			return err
 		}
+	}
+	if c.zk != nil {
+		return c.bootZooKeeper(ctx)
 	}
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -195,7 +249,7 @@ func (c *apacheCluster) pickPorts() error {
 			_ = l.Close()
 		}
 	}()
-	for _, n := range c.nodes {
+	for _, n := range c.allNodes() {
 		for i := range n.ports {
 			l, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
@@ -221,42 +275,70 @@ func (c *apacheCluster) addrs(s security) []string {
 
 func (n *apacheNode) addr(s security) string { return "127.0.0.1:" + strconv.Itoa(n.ports[s]) }
 
-func (n *apacheNode) propertiesPath() string { return filepath.Join(n.dir, "server.properties") }
+func (n *apacheNode) propertiesPath() string {
+	if n.id < 0 {
+		return filepath.Join(n.dir, "zoo.cfg")
+	}
+	return filepath.Join(n.dir, "server.properties")
+}
 
-// properties is the node's server.properties: KRaft combined mode, one
-// listener per security kind, and settings for fast start-up and short
-// test timeouts.
+// properties is the node's server.properties: KRaft combined mode or a
+// ZooKeeper broker, one listener per security kind, and settings for fast
+// start-up and short test timeouts. For the ZooKeeper server, its zoo.cfg.
 func (n *apacheNode) properties() string {
 	c := n.c
 	var b strings.Builder
 	p := func(k string, v any) { fmt.Fprintf(&b, "%s=%v\n", k, v) }
 	b.WriteString("# Generated by internal/kafkatest.\n")
-	p("process.roles", "broker,controller")
-	p("node.id", n.id)
-	voters := make([]string, len(c.nodes))
-	for i, o := range c.nodes {
-		voters[i] = fmt.Sprintf("%d@127.0.0.1:%d", o.id, o.ports[controllerPort])
+	if n.id < 0 {
+		// A standalone ZooKeeper server. A short tick allows the brokers'
+		// short sessions (between 2 and 20 ticks).
+		p("dataDir", filepath.ToSlash(filepath.Join(n.dir, "data")))
+		p("clientPort", n.ports[0])
+		p("clientPortAddress", "127.0.0.1")
+		p("tickTime", 500)
+		p("maxClientCnxns", 0)
+		p("admin.enableServer", false)
+		return b.String()
 	}
-	p("controller.quorum.voters", strings.Join(voters, ","))
-	p("controller.listener.names", "CONTROLLER")
-	p("inter.broker.listener.name", "PLAINTEXT")
 	var listeners, advertised []string
 	for s := range numSecurity {
 		l := s.listener() + "://" + n.addr(s)
 		listeners = append(listeners, l)
 		advertised = append(advertised, l)
 	}
-	listeners = append(listeners, fmt.Sprintf("CONTROLLER://127.0.0.1:%d", n.ports[controllerPort]))
+	p("inter.broker.listener.name", "PLAINTEXT")
+	if c.zk != nil {
+		p("broker.id", n.id)
+		p("zookeeper.connect", c.zk.zkAddr())
+		p("zookeeper.session.timeout.ms", zkSessionTimeout.Milliseconds())
+		p("zookeeper.connection.timeout.ms", 30_000)
+		p("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL")
+	} else {
+		p("process.roles", "broker,controller")
+		p("node.id", n.id)
+		voters := make([]string, len(c.nodes))
+		for i, o := range c.nodes {
+			voters[i] = fmt.Sprintf("%d@127.0.0.1:%d", o.id, o.ports[controllerPort])
+		}
+		p("controller.quorum.voters", strings.Join(voters, ","))
+		p("controller.listener.names", "CONTROLLER")
+		listeners = append(listeners, fmt.Sprintf("CONTROLLER://127.0.0.1:%d", n.ports[controllerPort]))
+		p("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT")
+	}
 	p("listeners", strings.Join(listeners, ","))
 	p("advertised.listeners", strings.Join(advertised, ","))
-	p("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT")
 	p("log.dirs", filepath.ToSlash(filepath.Join(n.dir, "data")))
 
 	// TLS: a PEM key store (unencrypted key and chain); clients are not
 	// authenticated by certificate.
 	p("ssl.keystore.type", "PEM")
 	p("ssl.keystore.location", filepath.ToSlash(c.keyStorePath()))
-	// SASL: SCRAM-SHA-512 only; the user is added when formatting.
+	if c.zk != nil {
+		p("ssl.key.password", c.password) // see writeEncryptedKeyStore
+	}
+	// SASL: SCRAM-SHA-512 only; the user is added when formatting
+	// (KRaft) or in ZooKeeper before the brokers start.
 	p("sasl.enabled.mechanisms", "SCRAM-SHA-512")
 	for _, l := range []string{"sasl_plaintext", "sasl_ssl"} {
 		p("listener.name."+l+".scram-sha-512.sasl.jaas.config", "org.apache.kafka.common.security.scram.ScramLoginModule required;")
@@ -296,9 +378,12 @@ func (n *apacheNode) properties() string {
 	p("log.retention.check.interval.ms", 1000)
 	p("log.initial.task.delay.ms", 1000) // 30 s by default: no retention before that
 	if len(c.nodes) > 1 {
-		// A killed node is fenced, and leaves the ISRs, within seconds.
-		p("broker.heartbeat.interval.ms", 500)
-		p("broker.session.timeout.ms", 4000)
+		// A killed node is fenced, and leaves the ISRs, within seconds
+		// (under ZooKeeper when its session expires: above).
+		if c.zk == nil {
+			p("broker.heartbeat.interval.ms", 500)
+			p("broker.session.timeout.ms", 4000)
+		}
 		p("replica.lag.time.max.ms", 8000)
 	}
 	return b.String()
@@ -353,8 +438,14 @@ func (n *apacheNode) start() error {
 		return err
 	}
 	defer log.Close() // the child has its own descriptor
-	fmt.Fprintf(log, "=== kafkatest: starting node %d (Apache Kafka %s) at %s ===\n", n.id, n.c.spec.version, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(n.c.java, append(n.c.jvmArgs(n.c.spec.heap), "kafka.Kafka", n.propertiesPath())...)
+	fmt.Fprintf(log, "=== kafkatest: starting %s (Apache Kafka %s) at %s ===\n", n, n.c.spec.version, time.Now().Format(time.RFC3339Nano))
+	args := append(n.c.jvmArgs(n.c.spec.heap), "kafka.Kafka", n.propertiesPath())
+	if n.id < 0 {
+		// The ZooKeeper server from the jar Kafka depends on.
+		args = append(n.c.jvmArgs("64m"), "-Dzookeeper.admin.enableServer=false",
+			"org.apache.zookeeper.server.ZooKeeperServerMain", n.propertiesPath())
+	}
+	cmd := exec.Command(n.c.java, args...)
 	cmd.Dir = n.dir
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = childProcAttr()
@@ -458,8 +549,16 @@ func (n *apacheNode) probe(ctx context.Context, want int) error {
 	if err != nil {
 		return err
 	}
-	if md.ClusterID != n.c.clusterID {
-		return fmt.Errorf("%s is served by cluster %q, not this one (%q)", n.addr(secPlain), md.ClusterID, n.c.clusterID)
+	cluster := n.c.clusterID
+	if n.c.zk != nil {
+		// Under ZooKeeper the broker makes the cluster id, and writes it
+		// to its data directory before it listens.
+		if cluster = n.metaClusterID(); cluster == "" {
+			return fmt.Errorf("%s answers, and node %d has not written its meta.properties yet", n.addr(secPlain), n.id)
+		}
+	}
+	if md.ClusterID != cluster {
+		return fmt.Errorf("%s is served by cluster %q, not this one (%q)", n.addr(secPlain), md.ClusterID, cluster)
 	}
 	self := false
 	for _, b := range md.Brokers {
@@ -471,13 +570,34 @@ func (n *apacheNode) probe(ctx context.Context, want int) error {
 	return nil
 }
 
-// killAll kills every node's JVM.
+// metaClusterID is the cluster.id in the node's meta.properties, "" until
+// the broker has written it.
+func (n *apacheNode) metaClusterID() string {
+	for line := range strings.SplitSeq(string(readFile(filepath.Join(n.dir, "data", "meta.properties"))), "\n") {
+		if id, ok := strings.CutPrefix(strings.TrimSpace(line), "cluster.id="); ok {
+			return id
+		}
+	}
+	return ""
+}
+
+func (n *apacheNode) String() string {
+	if n.id < 0 {
+		return "the ZooKeeper server"
+	}
+	return "node " + strconv.Itoa(n.id)
+}
+
+// killAll kills every node's JVM, then the ZooKeeper server's.
 func (c *apacheCluster) killAll() {
 	var wg sync.WaitGroup
 	for _, n := range c.nodes {
 		wg.Go(n.kill)
 	}
 	wg.Wait()
+	if c.zk != nil {
+		c.zk.kill()
+	}
 }
 
 // close kills the cluster and removes its directory, unless keep: then
@@ -493,9 +613,9 @@ func (c *apacheCluster) close(keep bool) {
 
 // logs names the nodes' log files.
 func (c *apacheCluster) logs() string {
-	paths := make([]string, len(c.nodes))
-	for i, n := range c.nodes {
-		paths[i] = n.logPath
+	var paths []string
+	for _, n := range c.allNodes() {
+		paths = append(paths, n.logPath)
 	}
 	return strings.Join(paths, " ")
 }

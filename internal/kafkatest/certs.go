@@ -1,17 +1,23 @@
 package kafkatest
 
 import (
+	"bytes"
+	"crypto/cipher"
+	"crypto/des"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/md5"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net"
 	"os"
+	"slices"
 	"time"
 )
 
@@ -22,6 +28,7 @@ type testCerts struct {
 	serverPEM []byte // the server's private key (PKCS #8) and certificate chain
 	server    tls.Certificate
 	pool      *x509.CertPool
+	keyDER    []byte // the server's private key, PKCS #8
 }
 
 func newTestCerts() (*testCerts, error) {
@@ -76,7 +83,8 @@ func newTestCerts() (*testCerts, error) {
 			Certificate: [][]byte{leafDER, caDER},
 			PrivateKey:  key,
 		},
-		pool: x509.NewCertPool(),
+		pool:   x509.NewCertPool(),
+		keyDER: keyDER,
 	}
 	c.pool.AddCert(caCert)
 	// Kafka's PEM key store: an unencrypted PKCS #8 key, then the chain.
@@ -107,4 +115,53 @@ func (c *testCerts) serverConfig() *tls.Config {
 // writeKeyStore writes the server's PEM key store for Kafka.
 func (c *testCerts) writeKeyStore(path string) error {
 	return os.WriteFile(path, c.serverPEM, 0o600)
+}
+
+// writeEncryptedKeyStore writes the server's PEM key store with its key
+// encrypted under password, for Apache Kafka before 2.8, which refuses a
+// PEM key store without ssl.key.password (it decrypts the key with Java's
+// EncryptedPrivateKeyInfo). The scheme is PKCS #5's PBEWithMD5AndDES,
+// which every JRE decrypts and which takes a few lines here: weak, and
+// enough for a throw-away key in a test's temporary directory.
+func (c *testCerts) writeEncryptedKeyStore(path, password string) error {
+	salt := make([]byte, 8)
+	if _, err := rand.Read(salt); err != nil {
+		return err
+	}
+	const iterations = 2048
+	// PBKDF1 with MD5: the DES key and the IV.
+	dk := md5.Sum(append([]byte(password), salt...))
+	for range iterations - 1 {
+		dk = md5.Sum(dk[:])
+	}
+	block, err := des.NewCipher(dk[:8])
+	if err != nil {
+		return err
+	}
+	pad := 8 - len(c.keyDER)%8
+	data := append(slices.Clone(c.keyDER), bytes.Repeat([]byte{byte(pad)}, pad)...)
+	cipher.NewCBCEncrypter(block, dk[8:]).CryptBlocks(data, data)
+	type pbeParameter struct {
+		Salt       []byte
+		Iterations int
+	}
+	type algorithm struct {
+		OID    asn1.ObjectIdentifier
+		Params pbeParameter
+	}
+	type encryptedPrivateKeyInfo struct {
+		Algorithm algorithm
+		Data      []byte
+	}
+	der, err := asn1.Marshal(encryptedPrivateKeyInfo{
+		Algorithm: algorithm{OID: asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 3}, Params: pbeParameter{salt, iterations}},
+		Data:      data,
+	})
+	if err != nil {
+		return err
+	}
+	out := pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: der})
+	out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.server.Certificate[0]})...)
+	out = append(out, c.caPEM...)
+	return os.WriteFile(path, out, 0o600)
 }

@@ -6,9 +6,11 @@
 //   - unset, or KAFKATEST=kfake: franz-go's in-process broker (kfake), a
 //     new one for every [Start]. Fast; no replication.
 //   - KAFKATEST=apache: real Apache Kafka ([KafkaVersion], or the version
-//     in KAFKATEST_KAFKA_VERSION), KRaft, one combined broker+controller
-//     JVM per test binary, shared by every [Start] of the binary (topic
-//     names from [Topic] are unique). Its jars come from Maven Central on
+//     in KAFKATEST_KAFKA_VERSION), one node per test binary, shared by
+//     every [Start] of the binary (topic names from [Topic] are unique):
+//     from 3.5 on a combined broker+controller JVM (KRaft); before 3.5
+//     (2.7.x, 2.8.x, 3.0 to 3.4) a broker JVM and a ZooKeeper server JVM,
+//     ZooKeeper from the zookeeper jar Kafka depends on. Its jars come from Maven Central on
 //     first use and are cached in the user's cache directory; Java 17 or
 //     newer and, for the first use of a version, mvn must be installed.
 //     Wire [Main] into TestMain so that the JVM stops with the tests.
@@ -54,9 +56,16 @@ import (
 const KafkaVersion = "4.4.0"
 
 // OldestKafkaVersion is the oldest Apache Kafka release the library
-// supports (README, "Supported Kafka versions"); CI runs the Kafka tests
-// against it as well as against KafkaVersion.
-const OldestKafkaVersion = "4.0.0"
+// supports (README, "Supported Kafka versions"): what OpenWhisk's ansible
+// deployment runs (wurstmeister/kafka:2.13-2.7.0, with ZooKeeper).
+const OldestKafkaVersion = "2.7.0"
+
+// CIKafkaVersions are the Apache Kafka releases .ci/run runs the
+// Kafka-facing packages against, oldest first: OldestKafkaVersion (with
+// ZooKeeper), the 3.x of OpenWhisk's Scala client (kafka-clients 3.9.1;
+// KRaft), 4.0.0 (the first without ZooKeeper and without the request
+// versions KIP-896 removed) and KafkaVersion.
+const CIKafkaVersions = "2.7.0 3.9.1 4.0.0 4.4.0"
 
 // Environment variables that choose the broker.
 const (
@@ -151,7 +160,10 @@ func WithTLS() Option { return func(o *options) { o.tls = true } }
 func WithSCRAM() Option { return func(o *options) { o.scram = true } }
 
 // WithNodes sets the number of nodes of a StartApache cluster (default 1).
-// Every node is a broker and a KRaft controller; with three or more,
+// Under KRaft every node is a broker and a controller; under ZooKeeper
+// (before 3.5) every node is a broker, one of them the controller
+// ([Broker.Controller]), and one ZooKeeper server serves them all (it is
+// not among the nodes, and no test kills it). With three or more nodes,
 // topics get three replicas and min.insync.replicas=2, so that the cluster
 // survives the loss of one node without losing acknowledged records.
 func WithNodes(n int) Option { return func(o *options) { o.nodes = n } }
@@ -289,7 +301,7 @@ func StartApache(t testing.TB, opts ...Option) *Broker {
 	if err != nil {
 		t.Fatalf("kafkatest: %v", err)
 	}
-	t.Logf("kafkatest: Apache Kafka %s, %d node(s), ready in %v; logs: %s", spec.version, spec.nodes, c.startup.Round(time.Millisecond), c.logs())
+	t.Logf("kafkatest: Apache Kafka %s (%s), %d node(s), ready in %v; logs: %s", spec.version, spec.mode(), spec.nodes, c.startup.Round(time.Millisecond), c.logs())
 	b := apacheBroker(t, c, opts, true)
 	t.Cleanup(b.Close)
 	return b
@@ -379,7 +391,7 @@ func (b *Broker) Version() string {
 func (b *Broker) String() string {
 	switch b.kind {
 	case KindApache:
-		return fmt.Sprintf("Apache Kafka %s (%d node(s), %s)", b.apache.spec.version, len(b.apache.nodes), b.sec)
+		return fmt.Sprintf("Apache Kafka %s (%s, %d node(s), %s)", b.apache.spec.version, b.apache.spec.mode(), len(b.apache.nodes), b.sec)
 	case KindExternal:
 		return EnvBrokers + "=" + strings.Join(b.addrs, ",")
 	}
@@ -492,7 +504,10 @@ func (b *Broker) CreateTopicContext(ctx context.Context, name string, partitions
 	if err != nil {
 		return err
 	}
-	if err := res.Errors[name]; err != nil {
+	// A ZooKeeper-mode controller answers once every broker serves the
+	// topic, and a busy one times out while the creation goes on:
+	// awaitTopic waits for it.
+	if err := res.Errors[name]; err != nil && !errors.Is(err, kafka.RequestTimedOut) {
 		return err
 	}
 	return b.awaitTopic(ctx, name, partitions)

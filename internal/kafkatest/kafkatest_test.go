@@ -3,6 +3,7 @@ package kafkatest_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,7 +69,15 @@ func TestApacheListeners(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("SUMMARY TestApacheListeners: Apache Kafka %s, 1 node, ready in %v, RSS %d MiB", b.Version(), b.StartupTime().Round(time.Millisecond), rss>>20)
+	zk := "KRaft"
+	if b.ZooKeeper() {
+		zkRSS, err := b.ZooKeeperRSS()
+		if err != nil {
+			t.Fatal(err)
+		}
+		zk = fmt.Sprintf("ZooKeeper server RSS %d MiB", zkRSS>>20)
+	}
+	t.Logf("SUMMARY TestApacheListeners: Apache Kafka %s, 1 node, ready in %v, RSS %d MiB; %s", b.Version(), b.StartupTime().Round(time.Millisecond), rss>>20, zk)
 	for name, opts := range map[string][]kafkatest.Option{
 		"plaintext": nil,
 		"TLS":       {kafkatest.WithTLS()},
@@ -132,7 +141,8 @@ func roundTrip(t *testing.T, b *kafkatest.Broker) {
 }
 
 // TestApacheCluster starts three Apache Kafka nodes, kills the leader of a
-// partition under acks=all writes, and restarts it.
+// partition under acks=all writes, and restarts it; under ZooKeeper, then
+// the controller.
 func TestApacheCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three Apache Kafka JVMs: skipped under -short")
@@ -197,11 +207,67 @@ func TestApacheCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	ends, err := b.EndOffsets(ctx, topic)
-	if err != nil || ends[0] != 2 {
-		t.Fatalf("end offsets %v, %v: want 2 records in partition 0", ends, err)
+	if err != nil || ends[0] < 2 {
+		t.Fatalf("end offsets %v, %v: want the 2 acknowledged records (or more: see below) in partition 0", ends, err)
 	}
 	if err := b.Restart(ctx, leader); err == nil {
 		t.Fatal("Restart of a running node succeeded")
+	}
+
+	// A controller failover: under ZooKeeper the controller is one of the
+	// brokers, and another takes over when it dies.
+	controller, err := b.Controller(ctx)
+	if !b.ZooKeeper() {
+		if err == nil {
+			t.Fatalf("Controller on KRaft = %d, want an error", controller)
+		}
+		return
+	}
+	if err != nil || controller < 0 || controller > 2 {
+		t.Fatalf("Controller = %d, %v", controller, err)
+	}
+	if err := b.Kill(controller); err != nil {
+		t.Fatal(err)
+	}
+	// When the controller led the partition too, its leader is elected
+	// only once ZooKeeper has expired the controller's session and a new
+	// controller has loaded the cluster's state: on a busy machine longer
+	// than the writer's 30 attempts.
+	start = time.Now()
+	for {
+		err := write("controller gone")
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("acks=all write with the controller killed: %v", err)
+		}
+		t.Logf("write with the controller killed, after %v: %v; again", time.Since(start).Round(time.Millisecond), err)
+	}
+	for {
+		c, err := b.Controller(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c >= 0 && c != controller {
+			t.Logf("controller %d killed; node %d took over within %v", controller, c, time.Since(start).Round(time.Millisecond))
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no new controller after killing node %d: %v", controller, ctx.Err())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := b.Restart(ctx, controller); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WaitInSync(ctx, topic); err != nil {
+		t.Fatal(err)
+	}
+	// kafka-go's writer is not idempotent: an attempt that timed out
+	// during the failover may have been written as well as its retry.
+	if ends, err := b.EndOffsets(ctx, topic); err != nil || ends[0] < 3 {
+		t.Fatalf("end offsets %v, %v: want the 3 acknowledged records (or more) in partition 0", ends, err)
 	}
 }
 
@@ -234,5 +300,15 @@ func TestSelected(t *testing.T) {
 		if (err != nil) != tc.err || got != tc.want {
 			t.Errorf("%s=%q %s=%q: Selected() = %v, %v; want %v, error %v", kafkatest.EnvMode, tc.mode, kafkatest.EnvBrokers, tc.brokers, got, err, tc.want, tc.err)
 		}
+	}
+}
+
+// TestCIKafkaVersions: .ci/run reads its versions from CIKafkaVersions:
+// the oldest supported first, then a 3.x, a 4.0.x and the pinned one.
+func TestCIKafkaVersions(t *testing.T) {
+	vs := strings.Fields(kafkatest.CIKafkaVersions)
+	if len(vs) != 4 || vs[0] != kafkatest.OldestKafkaVersion || vs[3] != kafkatest.KafkaVersion ||
+		!strings.HasPrefix(vs[1], "3.") || !strings.HasPrefix(vs[2], "4.0.") {
+		t.Fatalf("CIKafkaVersions = %q: want %s, a 3.x, a 4.0.x, %s", kafkatest.CIKafkaVersions, kafkatest.OldestKafkaVersion, kafkatest.KafkaVersion)
 	}
 }

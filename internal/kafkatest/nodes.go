@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -56,18 +57,31 @@ func (b *Broker) Restart(ctx context.Context, i int) error {
 	if err != nil {
 		return err
 	}
-	if err := n.start(); err != nil {
-		return err
-	}
-	live := 0
-	for _, o := range b.apache.nodes {
-		if o.pid() != 0 {
-			live++
-		}
-	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	return n.waitReady(ctx, live)
+	for {
+		if err := n.start(); err != nil {
+			return err
+		}
+		live := 0
+		for _, o := range b.apache.nodes {
+			if o.pid() != 0 {
+				live++
+			}
+		}
+		err := n.waitReady(ctx, live)
+		// Under ZooKeeper, a broker restarted within the session timeout
+		// of the one killed finds its old registration and exits: start it
+		// again once that has expired.
+		if err == nil || b.apache.zk == nil || n.pid() != 0 || !strings.Contains(tail(n.logPath, 16<<10), "NodeExists") {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // Running reports whether node i's process is alive (false after Kill).
@@ -137,6 +151,37 @@ func (b *Broker) coordinator(ctx context.Context, group string) (int, error) {
 	return 0, fmt.Errorf("kafkatest: coordinator of group %q: %w", group, errors.Join(errs...))
 }
 
+// ZooKeeper reports whether the cluster runs with ZooKeeper (Apache Kafka
+// before 3.5) rather than KRaft.
+func (b *Broker) ZooKeeper() bool { return b.apache != nil && b.apache.zk != nil }
+
+// Controller returns the node id of the active controller of a ZooKeeper
+// cluster, a broker elected among the brokers: killing it is a controller
+// failover. Under KRaft the Metadata response names a random broker
+// rather than the active controller (the quorum leader), and Controller
+// returns an error; every KRaft node here is a controller, so killing any
+// may be one.
+func (b *Broker) Controller(ctx context.Context) (int, error) {
+	if !b.ZooKeeper() {
+		return 0, fmt.Errorf("kafkatest: Controller needs a ZooKeeper cluster (Apache Kafka before 3.5); %s runs KRaft, whose Metadata does not name the active controller", b)
+	}
+	var errs []error
+	for _, addr := range b.liveAddrs() {
+		client, tr := b.client()
+		md, err := client.Metadata(ctx, &kafka.MetadataRequest{Addr: kafka.TCP(addr)})
+		tr.CloseIdleConnections()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if md.Controller.Port == 0 {
+			return -1, nil // an election in progress
+		}
+		return md.Controller.ID, nil
+	}
+	return 0, fmt.Errorf("kafkatest: controller: %w", errors.Join(errs...))
+}
+
 // NodeRSS is the resident memory of node i's JVM, in bytes (Linux only).
 func (b *Broker) NodeRSS(i int) (int64, error) {
 	if b.apache == nil || i < 0 || i >= len(b.apache.nodes) {
@@ -145,6 +190,19 @@ func (b *Broker) NodeRSS(i int) (int64, error) {
 	pid := b.apache.nodes[i].pid()
 	if pid == 0 {
 		return 0, fmt.Errorf("kafkatest: node %d is not running", i)
+	}
+	return rssBytes(pid)
+}
+
+// ZooKeeperRSS is the resident memory of a ZooKeeper cluster's ZooKeeper
+// server, in bytes (Linux only).
+func (b *Broker) ZooKeeperRSS() (int64, error) {
+	if !b.ZooKeeper() {
+		return 0, fmt.Errorf("kafkatest: ZooKeeperRSS: %s has no ZooKeeper server", b)
+	}
+	pid := b.apache.zk.pid()
+	if pid == 0 {
+		return 0, errors.New("kafkatest: the ZooKeeper server is not running")
 	}
 	return rssBytes(pid)
 }

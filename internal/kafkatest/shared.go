@@ -29,8 +29,8 @@ func sharedApache() (*apacheCluster, error) {
 		defer cancel()
 		shared.cluster, shared.err = startApache(ctx, apacheSpec{version: Version(), nodes: 1})
 		if shared.err == nil {
-			fmt.Fprintf(os.Stderr, "kafkatest: shared Apache Kafka %s ready in %v at %s (logs: %s)\n",
-				shared.cluster.spec.version, shared.cluster.startup.Round(time.Millisecond),
+			fmt.Fprintf(os.Stderr, "kafkatest: shared Apache Kafka %s (%s) ready in %v at %s (logs: %s)\n",
+				shared.cluster.spec.version, shared.cluster.spec.mode(), shared.cluster.startup.Round(time.Millisecond),
 				shared.cluster.nodes[0].addr(secPlain), shared.cluster.logs())
 		}
 	})

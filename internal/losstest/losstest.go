@@ -1,6 +1,7 @@
 package losstest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -135,6 +136,47 @@ func ProduceCompressed(t testing.TB, addr, topic string, msgs []kafka.Message, c
 		}
 		msgs = msgs[n:]
 	}
+}
+
+// ProduceJava writes msgs to topic with Kafka's Java producer, as a JVM
+// service (OpenWhisk's controllers and invokers) does: Kafka's
+// kafka-console-producer (kafka.tools.ConsoleProducer) of
+// kafkatest.JavaClientVersion, with the given compression, acks=all,
+// batch.size 64 KiB and linger.ms 100 (full batches, as a busy service sends). Its lz4 frames declare 64 KiB blocks,
+// where kafka-go's declare 4 MiB. Keys and values must not contain a
+// newline or a tab.
+func ProduceJava(t testing.TB, addr, topic string, msgs []kafka.Message, codec kafka.Compression) {
+	t.Helper()
+	name := "none"
+	if codec != 0 {
+		name = codec.String()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd, err := kafkatest.JavaCommand(ctx, kafkatest.JavaClientVersion, "kafka.tools.ConsoleProducer",
+		"--bootstrap-server", addr, "--topic", topic,
+		"--compression-codec", name, "--request-required-acks", "-1",
+		"--batch-size", "65536", "--timeout", "100", "--max-memory-bytes", "33554432",
+		"--property", "parse.key=true", "--property", "key.separator=\t")
+	if err != nil {
+		t.Fatalf("losstest: Kafka's Java producer: %v", err)
+	}
+	var in bytes.Buffer
+	for _, m := range msgs {
+		if bytes.ContainsAny(m.Key, "\t\n") || bytes.ContainsAny(m.Value, "\n") {
+			t.Fatalf("losstest: ProduceJava: record %q has a tab or newline", m.Key)
+		}
+		in.Write(m.Key)
+		in.WriteByte('\t')
+		in.Write(m.Value)
+		in.WriteByte('\n')
+	}
+	cmd.Stdin = &in
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("losstest: kafka-console-producer (Apache Kafka %s) writing %d records to %s: %v\n%s", kafkatest.JavaClientVersion, len(msgs), topic, err, out)
+	}
+	t.Logf("losstest: Kafka's Java producer %s wrote %d records (%s) in %v", kafkatest.JavaClientVersion, len(msgs), name, time.Since(start).Round(time.Millisecond))
 }
 
 // ReadTopic reads every record of topic, partition by partition, up to the
