@@ -95,7 +95,7 @@ func (s *Store) classify(ctx context.Context, op, id string, err error) error {
 	if err == nil {
 		return nil
 	}
-	status := kivik.HTTPStatus(err)
+	status := s.status(ctx, err)
 	switch {
 	case status == http.StatusNotFound && (op == "store" || op == "store batch"):
 		return &opError{op: op, id: id, err: err, msg: fmt.Sprintf(
@@ -127,4 +127,24 @@ func (s *Store) classify(ctx context.Context, op, id string, err error) error {
 		return &TransientError{Op: op, ID: id, StatusCode: code, Err: err, msg: msg}
 	}
 	return &opError{op: op, id: id, msg: msg, err: err}
+}
+
+// noShards is how a CouchDB cluster answers (500) for a while after a
+// database was deleted: its nodes still map the database to shard files
+// that are gone.
+const noShards = "No DB shards could be opened"
+
+// status is err's HTTP status, with a cluster's 500 "No DB shards could be
+// opened." turned into the 404 it stands for when the database is indeed
+// missing (HEAD /{db} answers 404). Should the check fail, the 500 stays:
+// shards that cannot be opened for another reason are worth a retry.
+func (s *Store) status(ctx context.Context, err error) int {
+	status := kivik.HTTPStatus(err)
+	if status != http.StatusInternalServerError || !strings.Contains(err.Error(), noShards) || ctx.Err() != nil {
+		return status
+	}
+	if exists, xerr := s.client.DBExists(ctx, s.dbName); xerr == nil && !exists {
+		return http.StatusNotFound
+	}
+	return status
 }
