@@ -1,10 +1,15 @@
 package couchdb_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,32 +45,77 @@ func checkMissingDB(t *testing.T, ctx context.Context, s *couchdb.Store) {
 	assert.ErrorContains(t, err, "missing", "count")
 }
 
-// Right after a database is deleted, a cluster answers 500 "No DB shards
-// could be opened." for a while; that is a missing database too.
+// While a cluster drops a deleted database's shards it answers 500 ("No DB
+// shards could be opened.", or internal_server_error per document); that is
+// a missing database too. Writers and readers run through the deletion on
+// every node: no operation that starts once the deletion has returned may
+// report a transient failure, and every one reports the database missing.
 func TestMissingDatabaseOnCluster(t *testing.T) {
 	urls := couchtest.ClusterURLs(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	sawNoShards := 0
-	for round := range 6 {
+	var raw500 atomic.Int64
+	for round := range 4 {
 		db := couchtest.DBName(t)
-		s, err := couchdb.New(ctx, urls[round%len(urls)], db)
-		require.NoError(t, err)
-		_, err = s.Store(ctx, activation("ns", "act", 1), uc)
-		require.NoError(t, err)
-		require.NoError(t, couchtest.DeleteDB(ctx, urls[(round+1)%len(urls)], db))
-		if round%2 == 1 {
-			// How the cluster answers a raw request in that window.
-			status, body, err := couchtest.Do(ctx, http.MethodGet, urls[round%len(urls)], "/"+url.PathEscape(db)+"/_all_docs", nil)
+		stores := make([]*couchdb.Store, len(urls))
+		for i, u := range urls {
+			s, err := couchdb.New(ctx, u, db)
 			require.NoError(t, err)
-			if status == http.StatusInternalServerError && strings.Contains(string(body), "No DB shards") {
-				sawNoShards++
-			}
+			defer s.Close()
+			stores[i] = s
 		}
-		checkMissingDB(t, ctx, s)
-		require.NoError(t, s.Close())
+		_, err := stores[0].Store(ctx, activation("ns", "act", 1), uc)
+		require.NoError(t, err)
+
+		var deleted atomic.Bool
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var after []string // failures of operations started after the deletion
+		for i, s := range stores {
+			wg.Go(func() {
+				for k := 0; ; k++ {
+					wasDeleted := deleted.Load()
+					var err error
+					switch k % 3 {
+					case 0:
+						_, err = s.Store(ctx, activation("ns", "act", int64(k)), uc)
+					case 1:
+						var res []store.BatchResult
+						res, err = s.StoreBatch(ctx, []*store.Activation{activation("ns", "act", int64(k))}, uc)
+						if err == nil && res[0].Err != nil {
+							err = res[0].Err
+						}
+					case 2:
+						_, err = s.Count(ctx, store.Query{Namespace: "ns"}, uc)
+					}
+					// The same window, as a raw request sees it.
+					if st, body, _ := couchtest.Do(ctx, http.MethodGet, urls[(i+1)%len(urls)], "/"+url.PathEscape(db)+"/_all_docs?limit=1", nil); st == http.StatusInternalServerError {
+						raw500.Add(1)
+						t.Logf("raw _all_docs: 500 %s", bytes.TrimSpace(body))
+					}
+					if !wasDeleted {
+						continue
+					}
+					if err == nil || couchdb.IsTransient(err) ||
+						!strings.Contains(err.Error(), "does not exist") && !strings.Contains(err.Error(), "missing") {
+						mu.Lock()
+						after = append(after, fmt.Sprintf("node %d op %d: %v", i, k%3, err))
+						mu.Unlock()
+					}
+					if k > 30 {
+						return
+					}
+				}
+			})
+		}
+		time.Sleep(100 * time.Millisecond)
+		require.NoError(t, couchtest.DeleteDB(ctx, urls[round%len(urls)], db))
+		deleted.Store(true)
+		wg.Wait()
+		assert.Empty(t, after, "round %d: operations after the deletion must report the database missing", round)
+		checkMissingDB(t, ctx, stores[round%len(stores)])
 	}
-	t.Logf("raw _all_docs answered 500 \"No DB shards could be opened.\" in %d of 3 probes", sawNoShards)
+	t.Logf("raw requests answered 500 during or after the deletions %d times", raw500.Load())
 }
 
 // A store given every node of a cluster keeps working while the node it
@@ -176,4 +226,49 @@ func TestNodeURLsAreChecked(t *testing.T) {
 	require.Error(t, err)
 	assert.True(t, couchdb.IsTransient(err), "%v", err)
 	assert.NotContains(t, err.Error(), "pa,ss")
+}
+
+// noShardsTransport answers as a cluster node whose shard map is stale
+// does, right after a database was deleted: where the server says the
+// database does not exist (404), it says 500 "No DB shards could be
+// opened." instead, except to HEAD /{db}, which reads the database list.
+type noShardsTransport struct {
+	db       string
+	replaced atomic.Int64
+}
+
+func (n *noShardsTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusNotFound || req.Method == http.MethodHead ||
+		!strings.HasPrefix(req.URL.Path, "/"+n.db) {
+		return resp, err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if !bytes.Contains(body, []byte("Database does not exist")) && !bytes.Contains(body, []byte("no_db_file")) &&
+		!bytes.Contains(body, []byte("missing")) {
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		return resp, nil
+	}
+	n.replaced.Add(1)
+	reply := []byte(`{"error":"internal_server_error","reason":"No DB shards could be opened.","ref":1161384954}`)
+	resp.StatusCode, resp.Status = http.StatusInternalServerError, "500 Internal Server Error"
+	resp.Body = io.NopCloser(bytes.NewReader(reply))
+	resp.ContentLength = int64(len(reply))
+	resp.Header.Del("Content-Length")
+	return resp, nil
+}
+
+// The cluster's 500 "No DB shards could be opened." for a deleted database
+// is reported as the missing database it is, not as a failure to retry.
+func TestNoShardsAnswerIsMissingDatabase(t *testing.T) {
+	base, db := couchtest.URL(t), couchtest.DBName(t)
+	tr := &noShardsTransport{db: db}
+	ctx := ctxT(t)
+	s, err := couchdb.New(ctx, base, db, couchdb.WithHTTPClient(&http.Client{Transport: tr}))
+	require.NoError(t, err)
+	defer s.Close()
+	require.NoError(t, couchtest.DeleteDB(ctx, base, db))
+	checkMissingDB(t, ctx, s)
+	assert.Positive(t, tr.replaced.Load(), "the server's answers were replaced")
 }

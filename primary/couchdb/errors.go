@@ -129,18 +129,15 @@ func (s *Store) classify(ctx context.Context, op, id string, err error) error {
 	return &opError{op: op, id: id, msg: msg, err: err}
 }
 
-// noShards is how a CouchDB cluster answers (500) for a while after a
-// database was deleted: its nodes still map the database to shard files
-// that are gone.
-const noShards = "No DB shards could be opened"
-
-// status is err's HTTP status, with a cluster's 500 "No DB shards could be
-// opened." turned into the 404 it stands for when the database is indeed
-// missing (HEAD /{db} answers 404). Should the check fail, the 500 stays:
-// shards that cannot be opened for another reason are worth a retry.
+// status is err's HTTP status, with a 500 turned into the 404 it stands
+// for when the database is missing (HEAD /{db} answers 404). A CouchDB
+// cluster answers 500 while it drops a deleted database's shards ("No DB
+// shards could be opened.", or a per-document internal_server_error from
+// _bulk_docs): that is a missing database, not a failure worth retrying.
+// Should the check fail, the 500 stays transient.
 func (s *Store) status(ctx context.Context, err error) int {
 	status := kivik.HTTPStatus(err)
-	if status != http.StatusInternalServerError || !strings.Contains(err.Error(), noShards) || ctx.Err() != nil {
+	if status != http.StatusInternalServerError || ctx.Err() != nil {
 		return status
 	}
 	if exists, xerr := s.client.DBExists(ctx, s.dbName); xerr == nil && !exists {
