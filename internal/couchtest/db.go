@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,8 +20,8 @@ var dbSeq atomic.Int64
 
 // DBName returns a database name unique to the test, even across test
 // binaries sharing one server, and valid for CouchDB (lowercase, starting
-// with a letter). The database is not created; if it exists when the test
-// ends, it is deleted then.
+// with a letter). The database is not created; if it exists on a shared
+// server (URL's or ClusterURLs') when the test ends, it is deleted then.
 func DBName(t testing.TB) string {
 	t.Helper()
 	var b strings.Builder
@@ -38,19 +39,54 @@ func DBName(t testing.TB) string {
 	}
 	name := fmt.Sprintf("%s_%d_%d_%d", b.String(), os.Getpid(), time.Now().UnixNano()%1e9, dbSeq.Add(1))
 	t.Cleanup(func() {
-		base, err := sharedURL()
-		if err != nil {
-			return
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = DeleteDB(ctx, base, name)
+		for _, base := range sharedURLs() {
+			_ = DeleteDB(ctx, base, name)
+		}
 		// The server may have closed the connections idle from before
 		// the test (keep-alive 5 s), so this one may be new: close it
 		// rather than leave its goroutines to a leak check.
 		http.DefaultClient.CloseIdleConnections()
 	})
 	return name
+}
+
+// tempDBs are the databases TempDB named: Stop deletes them.
+var tempDBs struct {
+	sync.Mutex
+	names []string
+}
+
+// TempDB returns a unique database name like DBName, for code without a
+// testing.TB (runnable examples): Stop, which Main runs after the tests,
+// deletes the database from the shared servers.
+func TempDB(prefix string) string {
+	name := fmt.Sprintf("%s_%d_%d_%d", prefix, os.Getpid(), time.Now().UnixNano()%1e9, dbSeq.Add(1))
+	tempDBs.Lock()
+	tempDBs.names = append(tempDBs.names, name)
+	tempDBs.Unlock()
+	return name
+}
+
+// deleteTempDBs deletes the databases TempDB named, where they exist.
+func deleteTempDBs() {
+	tempDBs.Lock()
+	names := tempDBs.names
+	tempDBs.names = nil
+	tempDBs.Unlock()
+	if len(names) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, base := range sharedURLs() {
+		for _, name := range names {
+			if err := DeleteDB(ctx, base, name); err != nil {
+				fmt.Fprintf(os.Stderr, "couchtest: delete %s: %v\n", name, err)
+			}
+		}
+	}
 }
 
 // DeleteDB deletes a database; a missing one is not an error.

@@ -138,10 +138,14 @@ func TestHostileRecordsDeadLettered(t *testing.T) {
 	if rowsAfter != rowsBefore+1 {
 		t.Errorf("_all_docs total_rows %d → %d, want only the good record added", rowsBefore, rowsAfter)
 	}
-	for _, path := range []string{"/_design/x", "/" + url.PathEscape("_design/x")} {
-		if status, body, _ := couchtest.Do(ctxFor(t, 10*time.Second), http.MethodGet, base, "/"+url.PathEscape(db)+path, nil); status != http.StatusNotFound {
-			t.Errorf("GET %s: %d %s; want 404", path, status, body)
-		}
+	if status, body, _ := couchtest.Do(ctxFor(t, 10*time.Second), http.MethodGet, base, "/"+url.PathEscape(db)+"/_design/x", nil); status != http.StatusNotFound {
+		t.Errorf("GET /_design/x: %d %s; want 404", status, body)
+	}
+	// The escaped form finds nothing either. (Apache CouchDB answers it
+	// 401, the PouchDB stand-in 404.)
+	escaped := "/" + url.PathEscape("_design/x")
+	if status, body, _ := couchtest.Do(ctxFor(t, 10*time.Second), http.MethodGet, base, "/"+url.PathEscape(db)+escaped, nil); status == http.StatusOK || status == 0 {
+		t.Errorf("GET %s: %d %s; want no document", escaped, status, body)
 	}
 
 	// Every hostile record is on the dead-letter topic, in order, with its
