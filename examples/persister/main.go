@@ -4,7 +4,7 @@
 // Every flag has an environment variable equivalent (flags win):
 //
 //	-brokers            PERSISTER_BROKERS            Kafka bootstrap brokers, comma-separated (required)
-//	-couchdb            COUCHDB_URL                  CouchDB URL, credentials included (required)
+//	-couchdb            COUCHDB_URL                  CouchDB URL, credentials included, or the URLs of several nodes of one cluster, comma-separated (required)
 //	-db                 COUCHDB_DB                   activations database (whisk_local_activations)
 //	-group-id           PERSISTER_GROUP_ID           consumer group (activation-persister)
 //	-client-id          PERSISTER_CLIENT_ID          Kafka client id, distinct per instance (persister-<host>-<pid>-…)
@@ -163,7 +163,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*settin
 	fs.SetOutput(stderr)
 	s := &settings{}
 	fs.StringVar(&s.brokers, "brokers", "", "Kafka bootstrap brokers, comma-separated [PERSISTER_BROKERS]")
-	fs.StringVar(&s.couchURL, "couchdb", "", "CouchDB URL, credentials included [COUCHDB_URL]")
+	fs.StringVar(&s.couchURL, "couchdb", "", "CouchDB URL, credentials included; or the URLs of several nodes of one cluster, comma-separated [COUCHDB_URL]")
 	fs.StringVar(&s.db, "db", "whisk_local_activations", "activations database [COUCHDB_DB]")
 	fs.StringVar(&s.groupID, "group-id", "activation-persister", "consumer group [PERSISTER_GROUP_ID]")
 	fs.StringVar(&s.clientID, "client-id", "", "Kafka client id, distinct per instance (default persister-<host>-<pid>-…) [PERSISTER_CLIENT_ID]")
@@ -227,8 +227,8 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*settin
 	}
 	// Checked here so that a typo fails at once rather than being retried
 	// as an unreachable server. The URL is not shown: it holds a password.
-	if u, err := url.Parse(s.couchURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errors.New(`-couchdb (COUCHDB_URL) must look like "http://[user:password@]host:port[/prefix]"`)
+	if _, err := couchdb.NodeURLs(s.couchURL); err != nil {
+		return nil, fmt.Errorf("-couchdb (COUCHDB_URL): %w", err)
 	}
 	return s, nil
 }
@@ -407,31 +407,69 @@ func openCouchDB(ctx context.Context, s *settings, logger *slog.Logger) (*couchd
 	}
 }
 
-// redactedURL shows a URL with its password replaced by "xxxxx".
+// redactedURL shows a URL, or the comma-separated URLs of several nodes,
+// with the password replaced by "xxxxx".
 func redactedURL(raw string) string {
-	u, err := url.Parse(raw)
+	nodes, err := couchdb.NodeURLs(raw)
 	if err != nil {
 		return "<unparsable URL>"
 	}
-	return u.Redacted()
+	for i, n := range nodes {
+		u, err := url.Parse(n)
+		if err != nil {
+			return "<unparsable URL>"
+		}
+		if i > 0 {
+			u.User = nil // the first URL's, shown once
+		}
+		nodes[i] = u.Redacted()
+	}
+	return strings.Join(nodes, ",")
 }
 
-// couchProbe tells /ready whether the database still answers, with a HEAD
-// request whose errors carry no URL, hence no credentials.
+// couchProbe tells /ready whether the database still answers on some node
+// of CouchDB, with HEAD requests whose errors carry no URL, hence no
+// credentials. It asks the node that answered last first.
 type couchProbe struct {
 	client *http.Client
-	url    string
+	urls   []string
+	last   atomic.Int64
 }
 
 func newCouchProbe(rawURL, db string) *couchProbe {
-	return &couchProbe{
-		client: &http.Client{Timeout: 2 * time.Second},
-		url:    strings.TrimSuffix(rawURL, "/") + "/" + url.PathEscape(db),
+	nodes, err := couchdb.NodeURLs(rawURL) // checked by parseSettings
+	if err != nil {
+		nodes = []string{rawURL}
 	}
+	p := &couchProbe{client: &http.Client{Timeout: 2 * time.Second}}
+	for _, n := range nodes {
+		p.urls = append(p.urls, strings.TrimSuffix(n, "/")+"/"+url.PathEscape(db))
+	}
+	return p
 }
 
 func (c *couchProbe) ping(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodHead, c.url, nil)
+	start := int(c.last.Load())
+	var first error
+	for k := range len(c.urls) {
+		i := (start + k) % len(c.urls)
+		err := c.pingURL(ctx, c.urls[i])
+		if err == nil {
+			c.last.Store(int64(i))
+			return nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	if len(c.urls) > 1 {
+		return fmt.Errorf("no node of %d answers: %w", len(c.urls), first)
+	}
+	return first
+}
+
+func (c *couchProbe) pingURL(ctx context.Context, u string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, u, nil)
 	if err != nil {
 		return errors.New("bad CouchDB URL")
 	}

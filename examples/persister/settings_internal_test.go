@@ -115,3 +115,28 @@ func testCAPEM(t *testing.T) []byte {
 	require.NoError(t, err)
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
+
+// -couchdb takes the URLs of several nodes of one cluster; the log shows
+// them without the password, and the readiness probe asks each node.
+func TestParseCouchDBNodes(t *testing.T) {
+	env := map[string]string{"PERSISTER_BROKERS": "127.0.0.1:9092",
+		"COUCHDB_URL": "http://admin:" + testPassword + "@127.0.0.1:5984,http://127.0.0.1:5985, http://127.0.0.1:5986"}
+	s, err := parse(nil, envOf(env), io.Discard)
+	require.NoError(t, err)
+	shown := redactedURL(s.couchURL)
+	assert.Equal(t, "http://admin:xxxxx@127.0.0.1:5984,http://127.0.0.1:5985,http://127.0.0.1:5986", shown)
+	p := newCouchProbe(s.couchURL, "whisk_local_activations")
+	require.Len(t, p.urls, 3)
+	for _, u := range p.urls {
+		assert.Contains(t, u, "admin:"+testPassword+"@", "every node gets the first URL's credentials")
+		assert.Contains(t, u, "/whisk_local_activations")
+	}
+
+	for _, bad := range []string{"127.0.0.1:5984", "http://a:1,ftp://b:2", "http://u:" + testPassword + "@127.0.0.1:1,http://v:q@127.0.0.1:2"} {
+		env["COUCHDB_URL"] = bad
+		_, err := parse(nil, envOf(env), io.Discard)
+		require.Error(t, err, bad)
+		assert.Contains(t, err.Error(), "-couchdb (COUCHDB_URL)")
+		assert.NotContains(t, err.Error(), testPassword)
+	}
+}

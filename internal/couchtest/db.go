@@ -19,8 +19,8 @@ var dbSeq atomic.Int64
 
 // DBName returns a database name unique to the test, even across test
 // binaries sharing one server, and valid for CouchDB (lowercase, starting
-// with a letter). The database is not created; if it exists when the test
-// ends, it is deleted then.
+// with a letter). The database is not created; if it exists on a shared
+// server (URL's or ClusterURLs') when the test ends, it is deleted then.
 func DBName(t testing.TB) string {
 	t.Helper()
 	var b strings.Builder
@@ -38,13 +38,11 @@ func DBName(t testing.TB) string {
 	}
 	name := fmt.Sprintf("%s_%d_%d_%d", b.String(), os.Getpid(), time.Now().UnixNano()%1e9, dbSeq.Add(1))
 	t.Cleanup(func() {
-		base, err := sharedURL()
-		if err != nil {
-			return
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = DeleteDB(ctx, base, name)
+		for _, base := range sharedURLs() {
+			_ = DeleteDB(ctx, base, name)
+		}
 		// The server may have closed the connections idle from before
 		// the test (keep-alive 5 s), so this one may be new: close it
 		// rather than leave its goroutines to a leak check.

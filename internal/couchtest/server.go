@@ -1,254 +1,252 @@
 package couchtest
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strings"
-	"sync"
+	"syscall"
 	"time"
-
-	"github.com/go-whisk/activationstore/internal/filelock"
 )
 
-// Server is a running test server: a node process serving the CouchDB
-// protocol from memory. Its data is lost when it stops.
+// Kind says what serves the CouchDB protocol to the tests.
+type Kind string
+
+const (
+	// Single is a real Apache CouchDB node (single_node = true).
+	Single Kind = "single"
+	// Cluster is a real Apache CouchDB cluster of three nodes on
+	// 127.0.0.1 (n = 3, q = 2).
+	Cluster Kind = "cluster"
+	// PouchDB is the fallback test server: PouchDB in memory behind
+	// express-pouchdb, run by node.
+	PouchDB Kind = "pouchdb"
+	// External is the server COUCHDB_URL names.
+	External Kind = "external"
+)
+
+// Server is a test server this package started: a real CouchDB (one node
+// or a cluster) or the PouchDB fallback. Its data is lost when it stops.
 type Server struct {
-	url   string
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	logs  *tailBuffer
-	done  chan struct{} // closed when the process has exited
-	once  sync.Once
+	kind  Kind
+	urls  []string
+	pouch *pouchServer
+	couch *couchServer
 }
 
-// Option configures a server of Start.
+// Option configures a server of Start or StartCluster.
 type Option func(*serverConfig)
 
 type serverConfig struct {
 	validation bool
 }
 
-// WithValidation makes the server run design documents'
+// WithValidation makes the PouchDB fallback run design documents'
 // validate_doc_update functions, as CouchDB does, so that a test can have
-// documents refused. Off by default (and on the shared server): it reads
-// the design documents on every write, which slows _bulk_docs by half.
+// documents refused. CouchDB always runs them; the PouchDB server does not
+// by default (and not on the shared server): it reads the design documents
+// on every write, which slows _bulk_docs by half.
 func WithValidation() Option { return func(c *serverConfig) { c.validation = true } }
 
-// Start starts a test server of its own on 127.0.0.1 and a free port; the
-// caller must Close it. Most tests share one through [URL] instead; Start is
-// for tests that stop a server on purpose or need an option. ctx bounds the
-// start-up only (including "npm ci" when the node modules are missing).
+// Start starts a test server of its own, of the kind [Mode] selects (a real
+// CouchDB single node when a release is found, a 3-node cluster under
+// COUCHTEST=cluster, PouchDB otherwise), on 127.0.0.1 and free ports; the
+// caller must Close it. Most tests share one through [URL] instead; Start
+// is for tests that stop a server on purpose or need an option. ctx bounds
+// the start-up only.
 func Start(ctx context.Context, opts ...Option) (*Server, error) {
+	kind, err := startKind()
+	if err != nil {
+		return nil, err
+	}
+	return startKindOf(ctx, kind, opts...)
+}
+
+// StartSingle starts a real CouchDB single node of its own from the
+// release; it fails when there is no release (see [EnvRelease]).
+func StartSingle(ctx context.Context, opts ...Option) (*Server, error) {
+	return startKindOf(ctx, Single, opts...)
+}
+
+// StartCluster starts a real 3-node CouchDB cluster of its own (n = 3,
+// q = 2, every node on 127.0.0.1 with its own Erlang node name, HTTP port
+// and data folder); it fails when there is no release (see [EnvRelease]).
+// Tests that stop nodes (Stop, Kill, Restart) start one of their own.
+func StartCluster(ctx context.Context, opts ...Option) (*Server, error) {
+	return startKindOf(ctx, Cluster, opts...)
+}
+
+func startKindOf(ctx context.Context, kind Kind, opts ...Option) (*Server, error) {
 	var cfg serverConfig
 	for _, o := range opts {
 		o(&cfg)
 	}
-	dir, err := serverDir()
-	if err != nil {
-		return nil, err
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		return nil, errors.New("node is not installed (need Node.js ≥ 18 on PATH to run the CouchDB test server; or set " + EnvURL + " to a CouchDB server)")
-	}
-	if err := ensureModules(ctx, dir); err != nil {
-		return nil, err
-	}
-
-	args := []string{"server.js", "--host", "127.0.0.1", "--port", "0"}
-	if cfg.validation {
-		args = append(args, "--validate-doc-update")
-	}
-	cmd := exec.Command(node, args...)
-	cmd.Dir = dir
-	logs := &tailBuffer{max: 16 << 10}
-	cmd.Stderr = logs
-	stdin, err := cmd.StdinPipe() // the server exits when this closes
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start node %s: %w", filepath.Join(dir, "server.js"), err)
-	}
-	s := &Server{cmd: cmd, stdin: stdin, logs: logs, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		close(s.done)
-	}()
-
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		first := true
-		for sc.Scan() {
-			if first {
-				lines <- sc.Text()
-				first = false
-				continue
-			}
-			logs.Write(append(sc.Bytes(), '\n'))
-		}
-		if first {
-			close(lines)
-		}
-	}()
-
-	const prefix = "couchtest listening on "
-	select {
-	case line, ok := <-lines:
-		if !ok || !strings.HasPrefix(line, prefix) {
-			s.Close()
-			return nil, fmt.Errorf("CouchDB test server did not start (first line %q); its output:\n%s", line, logs)
-		}
-		s.url = strings.TrimPrefix(line, prefix)
-	case <-s.done:
-		return nil, fmt.Errorf("CouchDB test server exited at start (%v); its output:\n%s", cmd.ProcessState, logs)
-	case <-ctx.Done():
-		s.Close()
-		return nil, fmt.Errorf("CouchDB test server did not report its port: %w; its output:\n%s", ctx.Err(), logs)
-	}
-	if err := waitReady(ctx, http.DefaultClient, s.url, 30*time.Second); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("CouchDB test server at %s not ready: %w; its output:\n%s", s.url, err, logs)
-	}
-	return s, nil
-}
-
-// URL is the server's base URL, "http://127.0.0.1:port".
-func (s *Server) URL() string { return s.url }
-
-// Close stops the server and waits for the process to exit.
-func (s *Server) Close() {
-	s.once.Do(func() {
-		_ = s.stdin.Close()
-		select {
-		case <-s.done:
-		case <-time.After(5 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-s.done
-		}
-	})
-}
-
-// waitReady polls GET / until the server answers 200. (PouchDB answers 404
-// on /_up, so that endpoint cannot be the probe.)
-func waitReady(ctx context.Context, c *http.Client, base string, within time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, within)
-	defer cancel()
-	var last error
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/", nil)
+	switch kind {
+	case PouchDB:
+		p, err := startPouch(ctx, cfg)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		resp, err := c.Do(req)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
+		return &Server{kind: PouchDB, urls: []string{p.url}, pouch: p}, nil
+	case Single, Cluster:
+		n := 1
+		if kind == Cluster {
+			n = 3
+		}
+		c, err := startCouch(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		s := &Server{kind: kind, couch: c}
+		for _, nd := range c.nodes {
+			s.urls = append(s.urls, nd.url())
+		}
+		return s, nil
+	}
+	return nil, fmt.Errorf("couchtest: cannot start a server of kind %q", kind)
+}
+
+// Kind says what the server is: Single, Cluster or PouchDB.
+func (s *Server) Kind() Kind { return s.kind }
+
+// URL is the base URL of the server (of node 0 of a cluster), without a
+// trailing slash; for a real CouchDB it carries the admin's credentials,
+// "http://admin:password@127.0.0.1:port".
+func (s *Server) URL() string { return s.urls[0] }
+
+// URLs are the base URLs of every node, node 0 first.
+func (s *Server) URLs() []string { return append([]string(nil), s.urls...) }
+
+// Nodes is the number of nodes (1 but for a cluster).
+func (s *Server) Nodes() int { return len(s.urls) }
+
+// Startup is how long the server took to start (to answer /_up on every
+// node and, for a cluster, to list every node as a member); 0 for PouchDB.
+func (s *Server) Startup() time.Duration {
+	if s.couch == nil {
+		return 0
+	}
+	return s.couch.startup
+}
+
+// Logs names the log file of each node (empty for PouchDB). They are
+// removed by Close unless the server was closed with KeepFiles.
+func (s *Server) Logs() string {
+	if s.couch == nil {
+		return ""
+	}
+	return s.couch.logs()
+}
+
+// RSS is the resident memory of the server's processes (every node),
+// Linux only.
+func (s *Server) RSS() (int64, error) {
+	if s.couch == nil {
+		if s.pouch == nil || s.pouch.cmd.Process == nil {
+			return 0, errors.New("couchtest: not running")
+		}
+		return rssBytes(s.pouch.cmd.Process.Pid)
+	}
+	var sum int64
+	for _, nd := range s.couch.nodes {
+		if pid := nd.pid(); pid != 0 {
+			n, err := rssBytes(pid)
+			if err != nil {
+				return 0, err
 			}
-			err = fmt.Errorf("GET / answered %s", resp.Status)
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
-		case <-time.After(50 * time.Millisecond):
+			sum += n
 		}
 	}
+	return sum, nil
 }
 
-// serverDir is internal/couchtest/server in the source tree.
-func serverDir() (string, error) {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return "", errors.New("cannot locate the couchtest sources")
+var errNotCouch = errors.New("couchtest: only a real CouchDB started by this package has nodes to stop")
+
+func (s *Server) node(i int) (*couchNode, error) {
+	if s.couch == nil {
+		return nil, errNotCouch
 	}
-	dir := filepath.Join(filepath.Dir(file), "server")
-	if _, err := os.Stat(filepath.Join(dir, "server.js")); err != nil {
-		return "", fmt.Errorf("CouchDB test server script missing: %w", err)
+	if i < 0 || i >= len(s.couch.nodes) {
+		return nil, fmt.Errorf("couchtest: node %d: the server has nodes 0 to %d", i, len(s.couch.nodes)-1)
 	}
-	return dir, nil
+	return s.couch.nodes[i], nil
 }
 
-// ensureModules runs "npm ci" in dir unless node_modules is up to date with
-// package-lock.json. A file lock keeps test binaries running in parallel
-// from installing at the same time.
-func ensureModules(ctx context.Context, dir string) error {
-	unlock, err := filelock.Lock(filepath.Join(dir, ".npm-install.lock"))
+// Stop stops node i as an operator would (SIGTERM; SIGKILL after 15 s).
+// Its data folder, name and port are kept for Restart.
+func (s *Server) Stop(i int) error {
+	nd, err := s.node(i)
 	if err != nil {
-		return fmt.Errorf("lock the test server's node_modules: %w", err)
+		return err
 	}
-	defer unlock()
-	if modulesCurrent(dir) {
-		return nil
-	}
-	npm, err := exec.LookPath("npm")
+	nd.signal(syscall.SIGTERM, 15*time.Second)
+	return nil
+}
+
+// Kill kills node i with SIGKILL, as a crash or power loss would.
+func (s *Server) Kill(i int) error {
+	nd, err := s.node(i)
 	if err != nil {
-		return errors.New("npm is not installed (need it once to install the CouchDB test server's modules; or set " + EnvURL + " to a CouchDB server)")
+		return err
 	}
-	cmd := exec.CommandContext(ctx, npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error")
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
+	nd.signal(syscall.SIGKILL, 10*time.Second)
+	return nil
+}
+
+// Restart starts node i again after Stop or Kill, on the same port and data
+// folder, and returns once it answers /_up and, in a cluster, it and every
+// running node see each other connected.
+func (s *Server) Restart(ctx context.Context, i int) error {
+	nd, err := s.node(i)
 	if err != nil {
-		return fmt.Errorf("npm ci in %s failed: %w\n%s", dir, err, out)
+		return err
 	}
-	if !modulesCurrent(dir) {
-		return fmt.Errorf("npm ci in %s left node_modules incomplete:\n%s", dir, out)
+	if err := nd.start(); err != nil {
+		return err
+	}
+	if err := nd.waitUp(ctx, 2*time.Minute); err != nil {
+		return err
+	}
+	if len(s.couch.nodes) > 1 {
+		return s.couch.waitMembers(ctx, 2*time.Minute)
 	}
 	return nil
 }
 
-// modulesCurrent reports whether npm finished installing (it writes
-// node_modules/.package-lock.json last) from the current lockfile.
-func modulesCurrent(dir string) bool {
-	hidden, err := os.Stat(filepath.Join(dir, "node_modules", ".package-lock.json"))
+// Running reports whether node i's process is alive (false after Stop or
+// Kill, and for the PouchDB server).
+func (s *Server) Running(i int) bool {
+	nd, err := s.node(i)
+	return err == nil && nd.isRunning()
+}
+
+// PID is node i's process id, 0 when it is not running.
+func (s *Server) PID(i int) int {
+	nd, err := s.node(i)
 	if err != nil {
-		return false
+		return 0
 	}
-	lock, err := os.Stat(filepath.Join(dir, "package-lock.json"))
-	if err != nil {
-		return false
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "express-pouchdb", "package.json")); err != nil {
-		return false
-	}
-	return !lock.ModTime().After(hidden.ModTime())
+	return nd.pid()
 }
 
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf bytes.Buffer
-}
+// Close stops the server, waits for its processes to exit and removes its
+// files.
+func (s *Server) Close() { s.close(false) }
 
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Write(p)
-	if over := b.buf.Len() - b.max; over > 0 {
-		b.buf.Next(over)
+// KeepFiles stops the server like Close but keeps its configuration, data
+// and logs, and prints where they are: for a test that failed.
+func (s *Server) KeepFiles() {
+	s.close(true)
+	if s.couch != nil {
+		fmt.Fprintf(os.Stderr, "couchtest: the %s CouchDB's files are kept in %s\n", s.kind, s.couch.dir)
 	}
-	return len(p), nil
 }
 
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+func (s *Server) close(keep bool) {
+	if s.pouch != nil {
+		s.pouch.Close()
+	}
+	if s.couch != nil {
+		s.couch.close(keep)
+	}
 }

@@ -95,7 +95,7 @@ func (s *Store) classify(ctx context.Context, op, id string, err error) error {
 	if err == nil {
 		return nil
 	}
-	status := kivik.HTTPStatus(err)
+	status := s.status(ctx, err)
 	switch {
 	case status == http.StatusNotFound && (op == "store" || op == "store batch"):
 		return &opError{op: op, id: id, err: err, msg: fmt.Sprintf(
@@ -127,4 +127,21 @@ func (s *Store) classify(ctx context.Context, op, id string, err error) error {
 		return &TransientError{Op: op, ID: id, StatusCode: code, Err: err, msg: msg}
 	}
 	return &opError{op: op, id: id, msg: msg, err: err}
+}
+
+// status is err's HTTP status, with a 500 turned into the 404 it stands
+// for when the database is missing (HEAD /{db} answers 404). A CouchDB
+// cluster answers 500 while it drops a deleted database's shards ("No DB
+// shards could be opened.", or a per-document internal_server_error from
+// _bulk_docs): that is a missing database, not a failure worth retrying.
+// Should the check fail, the 500 stays transient.
+func (s *Store) status(ctx context.Context, err error) int {
+	status := kivik.HTTPStatus(err)
+	if status != http.StatusInternalServerError || ctx.Err() != nil {
+		return status
+	}
+	if exists, xerr := s.client.DBExists(ctx, s.dbName); xerr == nil && !exists {
+		return http.StatusNotFound
+	}
+	return status
 }

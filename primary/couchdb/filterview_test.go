@@ -121,7 +121,7 @@ func TestFilterViewDetection(t *testing.T) {
 func TestFilterViewOptionRefusesUnknown(t *testing.T) {
 	_, err := couchdb.New(ctxT(t), couchtest.URL(t), couchtest.DBName(t), couchdb.WithFilterView("whisks-filters.v9"))
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "WithFilterView")
+	assert.ErrorContains(t, err, "WithFilterView")
 	assert.Panics(t, func() { memory.New(memory.WithFilterView("whisks-filters.v9")) })
 	assert.Equal(t, store.FilterViewV211, memory.New().FilterView(), "the memory primary's default")
 }

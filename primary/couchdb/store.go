@@ -31,6 +31,7 @@ type Store struct {
 	// would encode the encoded documents again.
 	raw    *chttp.Client
 	dbName string
+	host   string // the first node's host:port
 	cfg    config
 	// view is the filters view List and Count query, fixed by New.
 	view store.FilterView
@@ -44,6 +45,8 @@ type Store struct {
 	copies, w int
 	// conflictsRemoved counts conflicting revisions deleted.
 	conflictsRemoved atomic.Int64
+	// nodes moves requests between the nodes New was given; nil for one.
+	nodes *failover
 }
 
 var (
@@ -59,6 +62,16 @@ var dbNamePattern = regexp.MustCompile(`^[a-z][a-z0-9_$()+/-]*$`)
 // or logs) and prepares the database dbName: it creates the database and
 // OpenWhisk's activation design documents when they are missing. Several
 // processes may call New on one database at once. ctx bounds this set-up.
+//
+// rawURL may list the nodes of one CouchDB cluster, separated by commas
+// ("http://user:secret@node1:5984,http://node2:5984,http://node3:5984"; the
+// first URL's credentials and path serve every node). Requests go to one
+// node; when it stops answering (connection refused, reset or closed
+// without a reply) the request goes to the next node, which serves the
+// following requests too, so that a store keeps working while a node of
+// the cluster is down. A write cut off by the failure is sent again as it
+// was; a new document that the failed node did write then reports
+// store.ErrConflict, as a retry by the caller would.
 func New(ctx context.Context, rawURL, dbName string, opts ...Option) (*Store, error) {
 	cfg := defaults()
 	for _, o := range opts {
@@ -71,10 +84,9 @@ func New(ctx context.Context, rawURL, dbName string, opts ...Option) (*Store, er
 		return nil, &store.InvalidError{Field: "database name", Value: strconv.Quote(dbName),
 			Reason: "must start with a lowercase letter and contain only a-z, 0-9 and _$()+/- (at most 238 characters)"}
 	}
-	u, err := url.Parse(rawURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		// url.Parse's error repeats the URL, password included: not shown.
-		return nil, errors.New(`couchdb: URL must look like "http://[user:password@]host:port[/prefix]"`)
+	u, nodes, err := parseNodes(rawURL)
+	if err != nil {
+		return nil, err
 	}
 	redact := func(s string) string { return s }
 	var user, password string
@@ -87,7 +99,7 @@ func New(ctx context.Context, rawURL, dbName string, opts ...Option) (*Store, er
 	}
 	dsn := strings.TrimSuffix(u.String(), "/")
 
-	s := &Store{dbName: dbName, cfg: cfg, view: cfg.filterView, redact: redact}
+	s := &Store{dbName: dbName, cfg: cfg, view: cfg.filterView, redact: redact, host: u.Host}
 	s.log = cfg.logger
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -96,6 +108,16 @@ func New(ctx context.Context, rawURL, dbName string, opts ...Option) (*Store, er
 	if hc == nil {
 		hc = defaultHTTPClient()
 		s.ownTransport = hc.Transport.(*http.Transport)
+	}
+	if len(nodes) > 1 {
+		next := hc.Transport
+		if next == nil {
+			next = http.DefaultTransport
+		}
+		s.nodes = &failover{next: next, nodes: nodes, log: s.log}
+		withFailover := *hc
+		withFailover.Transport = s.nodes
+		hc = &withFailover
 	}
 	kopts := []kivik.Option{kivikcouch.OptionHTTPClient(hc)}
 	var rawOpts driverOptions
@@ -158,6 +180,24 @@ func (s *Store) Close() error {
 		s.ownTransport.CloseIdleConnections()
 	}
 	return err
+}
+
+// Node is the host:port of the CouchDB node requests go to now: the first
+// URL's until it stops answering (see New).
+func (s *Store) Node() string {
+	if s.nodes == nil {
+		return s.host
+	}
+	return s.nodes.current().host
+}
+
+// NodeMoves counts the times requests moved to another node because the
+// current one stopped answering.
+func (s *Store) NodeMoves() int64 {
+	if s.nodes == nil {
+		return 0
+	}
+	return s.nodes.moves.Load()
 }
 
 // DB is the name of the database.

@@ -182,7 +182,7 @@ func (s *Store) Count(ctx context.Context, q store.Query, _ store.UserContext) (
 // viewError classifies a failed view query; a 404 there means the database
 // or the design document is missing, not the activation.
 func (s *Store) viewError(ctx context.Context, op, ddoc, namespace string, err error) error {
-	if kivik.HTTPStatus(err) == http.StatusNotFound {
+	if s.status(ctx, err) == http.StatusNotFound {
 		return &opError{op: op, id: namespace, err: err, msg: fmt.Sprintf(
 			"database %q or view %s/_view/%s is missing (New creates them; was the database deleted?): %s",
 			s.dbName, ddoc, ActivationsView, s.redact(err.Error()))}
