@@ -242,7 +242,7 @@ func TestAcceptedWriteLeavesNoConflict(t *testing.T) {
 					"namespace": other.Namespace, "name": other.Name, "activationId": other.ActivationID,
 					"subject": other.Subject, "start": other.Start.UnixMilli(), "end": other.End.UnixMilli(),
 					"response": map[string]any{"statusCode": 0, "result": map[string]any{"ok": true}},
-					"logs": other.Logs, "version": other.Version, "publish": false, "annotations": []any{},
+					"logs":     other.Logs, "version": other.Version, "publish": false, "annotations": []any{},
 				}
 				tr.mu.Lock()
 				tr.before = func(id string) {
