@@ -204,8 +204,8 @@ func (s *Store) postBulk(ctx context.Context, body []byte) ([]bulkResult, error)
 			return nil, err
 		}
 	}
-	var res []bulkResult
-	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+	res, err := readBulkReply(resp.Body)
+	if err != nil {
 		return nil, fmt.Errorf("couchdb: _bulk_docs reply: %w", err)
 	}
 	return res, nil
