@@ -101,8 +101,14 @@ func (s *replyScanner) end() bool {
 
 // str reads a string without escapes, control characters or bad UTF-8.
 func (s *replyScanner) str() (string, error) {
+	b, err := s.raw()
+	return string(b), err
+}
+
+// raw reads a string as str does, without copying it.
+func (s *replyScanner) raw() ([]byte, error) {
 	if !s.byte('"') {
-		return "", errShape
+		return nil, errShape
 	}
 	start, ascii := s.pos, true
 	for s.pos < len(s.b) {
@@ -110,19 +116,19 @@ func (s *replyScanner) str() (string, error) {
 		switch {
 		case c == '"':
 			if !ascii && !utf8.Valid(s.b[start:s.pos]) {
-				return "", errShape // encoding/json replaces bad bytes
+				return nil, errShape // encoding/json replaces bad bytes
 			}
-			v := string(s.b[start:s.pos])
+			v := s.b[start:s.pos]
 			s.pos++
 			return v, nil
 		case c >= utf8.RuneSelf:
 			ascii = false
 		case c == '\\' || c < 0x20:
-			return "", errShape
+			return nil, errShape
 		}
 		s.pos++
 	}
-	return "", errShape
+	return nil, errShape
 }
 
 func (s *replyScanner) boolean() (bool, error) {
@@ -149,11 +155,11 @@ func (s *replyScanner) object() (bulkResult, error) {
 		return r, nil
 	}
 	for {
-		key, err := s.str()
+		key, err := s.raw()
 		if err != nil || !s.byte(':') {
 			return r, errShape
 		}
-		switch key {
+		switch string(key) {
 		case "id":
 			r.ID, err = s.str()
 		case "rev":

@@ -3,6 +3,7 @@ package couchdb
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -66,4 +67,38 @@ func checkReply(t *testing.T, b []byte) {
 		return
 	}
 	assert.Equal(t, want, got, "%q", b)
+}
+
+// BenchmarkBulkReply reads a 500-document _bulk_docs reply with the
+// scanner and with encoding/json.
+//
+//	go test -run '^$' -bench BulkReply ./primary/couchdb
+func BenchmarkBulkReply(b *testing.B) {
+	var buf bytes.Buffer
+	buf.WriteByte('[')
+	for i := range 500 {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		fmt.Fprintf(&buf, `{"ok":true,"id":"guest/%032x","rev":"1-%032x"}`, i, i*7)
+	}
+	buf.WriteByte(']')
+	reply := buf.Bytes()
+	b.Run("scanner", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := readBulkReply(bytes.NewReader(reply)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var res []bulkResult
+			if err := json.NewDecoder(bytes.NewReader(reply)).Decode(&res); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
