@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-kivik/kivik/v4/couchdb/chttp"
@@ -318,3 +319,51 @@ func (s *Store) settleOnce(ctx context.Context, ids []string) (map[string]error,
 // ConflictsRemoved is the number of conflicting revisions the store has
 // deleted: surplus revisions found after writes answered 202.
 func (s *Store) ConflictsRemoved() int64 { return s.conflictsRemoved.Load() }
+
+// idLocks serialises the Store calls of one process that write the same
+// document. On a cluster, concurrent creates of one document with the same
+// content can each reach some copies first; CouchDB then answers each 202
+// and cannot tell which came first, since their revisions are identical (by
+// design: see updatedOf). Taken one after the other, the first is stored
+// on every copy before the next is sent, which every copy refuses: exactly
+// one succeeds, as on a single node. Writers in different processes can
+// still both succeed; the document is one, with one revision.
+type idLocks struct {
+	mu sync.Mutex
+	m  map[string]*idLock
+}
+
+type idLock struct {
+	ch   chan struct{}
+	refs int
+}
+
+// lock takes id's lock, or fails when ctx ends first.
+func (l *idLocks) lock(ctx context.Context, id string) (unlock func(), err error) {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[string]*idLock{}
+	}
+	k := l.m[id]
+	if k == nil {
+		k = &idLock{ch: make(chan struct{}, 1)}
+		l.m[id] = k
+	}
+	k.refs++
+	l.mu.Unlock()
+	select {
+	case k.ch <- struct{}{}:
+		return func() { <-k.ch; l.release(id, k) }, nil
+	case <-ctx.Done():
+		l.release(id, k)
+		return nil, ctx.Err()
+	}
+}
+
+func (l *idLocks) release(id string, k *idLock) {
+	l.mu.Lock()
+	if k.refs--; k.refs == 0 {
+		delete(l.m, id)
+	}
+	l.mu.Unlock()
+}

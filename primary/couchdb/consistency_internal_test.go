@@ -1,9 +1,13 @@
 package couchdb
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 )
@@ -43,4 +47,46 @@ func TestWinnersNeverDeleteEverything(t *testing.T) {
 		}
 		assert.False(t, deleted[winner(all)], "round %d: the greatest revision was deleted", round)
 	}
+}
+
+func TestIDLocksSerialiseOneID(t *testing.T) {
+	var l idLocks
+	var inside, most atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 32 {
+		wg.Go(func() {
+			id := "a"
+			if i%2 == 1 {
+				id = fmt.Sprintf("other-%d", i)
+			}
+			unlock, err := l.lock(context.Background(), id)
+			if !assert.NoError(t, err) {
+				return
+			}
+			if id == "a" {
+				n := inside.Add(1)
+				for {
+					m := most.Load()
+					if n <= m || most.CompareAndSwap(m, n) {
+						break
+					}
+				}
+				time.Sleep(time.Millisecond)
+				inside.Add(-1)
+			}
+			unlock()
+		})
+	}
+	wg.Wait()
+	assert.EqualValues(t, 1, most.Load(), "one writer of a document at a time")
+	assert.Empty(t, l.m, "no lock left behind")
+
+	unlock, err := l.lock(context.Background(), "b")
+	assert.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err = l.lock(ctx, "b")
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "a waiter gives up with its context")
+	unlock()
+	assert.Empty(t, l.m)
 }

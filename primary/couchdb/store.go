@@ -45,6 +45,8 @@ type Store struct {
 	copies, w int
 	// conflictsRemoved counts conflicting revisions deleted.
 	conflictsRemoved atomic.Int64
+	// writing serialises this process's Stores of one document.
+	writing idLocks
 	// nodes moves requests between the nodes New was given; nil for one.
 	nodes *failover
 }
@@ -230,6 +232,11 @@ func (s *Store) Store(ctx context.Context, a *store.Activation, _ store.UserCont
 	id := a.DocID()
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
+	unlock, err := s.writing.lock(ctx, id)
+	if err != nil {
+		return store.DocInfo{}, s.classify(ctx, "store", id, err)
+	}
+	defer unlock()
 	rev, accepted, err := s.put(ctx, id, body)
 	if err != nil {
 		return store.DocInfo{}, s.classify(ctx, "store", id, err)
