@@ -268,6 +268,7 @@ func Main(m *testing.M) {
 // TestMain that stops other test servers too runs m.Run, then each
 // package's Stop, instead of Main. Later uses fail.
 func Stop() {
+	deleteTempDBs()
 	for _, sh := range []*sharedServer{&shared, &sharedCluster} {
 		sh.once.Do(func() {}) // no start after this
 		sh.mu.Lock()

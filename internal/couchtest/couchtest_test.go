@@ -16,8 +16,12 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv("COUCHTEST_CHILD") == "1" {
+	switch os.Getenv("COUCHTEST_CHILD") {
+	case "1":
 		runChild()
+		return
+	case "tempdb":
+		runTempDBChild()
 		return
 	}
 	Main(m)
@@ -32,6 +36,39 @@ func runChild() {
 	}
 	fmt.Println(s.URL())
 	select {}
+}
+
+// runTempDBChild creates a database named by TempDB on the server of
+// COUCHDB_URL, prints its name and ends as Main does.
+func runTempDBChild() {
+	base, err := SharedURL()
+	if err == nil {
+		name := TempDB("example")
+		if err = CreateDB(context.Background(), base, name); err == nil {
+			fmt.Println(name)
+		}
+	}
+	if err != nil {
+		fmt.Println("error:", err)
+	}
+	Stop()
+}
+
+// Databases named by TempDB (examples have no testing.TB) are deleted when
+// the test binary ends.
+func TestTempDBDeletedAtStop(t *testing.T) {
+	base := URL(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "COUCHTEST_CHILD=tempdb", EnvURL+"="+base)
+	out, err := cmd.Output()
+	name := strings.TrimSpace(string(out))
+	if err != nil || !strings.HasPrefix(name, "example_") {
+		t.Fatalf("child: %q %v", out, err)
+	}
+	status, body, err := Do(ctxT(t), http.MethodGet, base, "/"+name, nil)
+	if err != nil || status != http.StatusNotFound {
+		t.Fatalf("GET /%s after the child ended: %d %s %v, want 404", name, status, body, err)
+	}
 }
 
 func ctxT(t *testing.T) context.Context {

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -49,6 +50,43 @@ func DBName(t testing.TB) string {
 		http.DefaultClient.CloseIdleConnections()
 	})
 	return name
+}
+
+// tempDBs are the databases TempDB named: Stop deletes them.
+var tempDBs struct {
+	sync.Mutex
+	names []string
+}
+
+// TempDB returns a unique database name like DBName, for code without a
+// testing.TB (runnable examples): Stop, which Main runs after the tests,
+// deletes the database from the shared servers.
+func TempDB(prefix string) string {
+	name := fmt.Sprintf("%s_%d_%d_%d", prefix, os.Getpid(), time.Now().UnixNano()%1e9, dbSeq.Add(1))
+	tempDBs.Lock()
+	tempDBs.names = append(tempDBs.names, name)
+	tempDBs.Unlock()
+	return name
+}
+
+// deleteTempDBs deletes the databases TempDB named, where they exist.
+func deleteTempDBs() {
+	tempDBs.Lock()
+	names := tempDBs.names
+	tempDBs.names = nil
+	tempDBs.Unlock()
+	if len(names) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, base := range sharedURLs() {
+		for _, name := range names {
+			if err := DeleteDB(ctx, base, name); err != nil {
+				fmt.Fprintf(os.Stderr, "couchtest: delete %s: %v\n", name, err)
+			}
+		}
+	}
 }
 
 // DeleteDB deletes a database; a missing one is not an error.

@@ -488,3 +488,53 @@ func (l *Ledger) popcount() int {
 	}
 	return n
 }
+
+// Conflicted counts the documents of a CouchDB database that have more
+// than one leaf revision (a "_conflicts" member), design documents
+// included, reading _all_docs with include_docs and conflicts in pages; it
+// returns up to 10 of their ids.
+func Conflicted(ctx context.Context, base, db string) (n int, first []string, err error) {
+	const page = 2_000
+	start := ""
+	for {
+		q := url.Values{"limit": {strconv.Itoa(page + 1)}, "include_docs": {"true"}, "conflicts": {"true"}}
+		if start != "" {
+			q.Set("startkey", strconv.Quote(start))
+		}
+		status, body, err := couchtest.Do(ctx, "GET", base, "/"+url.PathEscape(db)+"/_all_docs?"+q.Encode(), nil)
+		if err != nil {
+			return 0, nil, err
+		}
+		if status != 200 {
+			return 0, nil, fmt.Errorf("_all_docs of %s: HTTP %d: %.200s", db, status, body)
+		}
+		var res struct {
+			Rows []struct {
+				ID  string `json:"id"`
+				Doc struct {
+					Conflicts []string `json:"_conflicts"`
+				} `json:"doc"`
+			} `json:"rows"`
+		}
+		if err := json.Unmarshal(body, &res); err != nil {
+			return 0, nil, fmt.Errorf("_all_docs of %s: %w", db, err)
+		}
+		rows := res.Rows
+		more := len(rows) > page
+		if more {
+			start = rows[page].ID
+			rows = rows[:page]
+		}
+		for _, r := range rows {
+			if len(r.Doc.Conflicts) > 0 {
+				n++
+				if len(first) < 10 {
+					first = append(first, r.ID)
+				}
+			}
+		}
+		if !more {
+			return n, first, nil
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/go-whisk/activationstore/internal/couchtest"
+	"github.com/go-whisk/activationstore/internal/faultproxy"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 	"github.com/go-whisk/activationstore/store"
 )
@@ -271,4 +272,44 @@ func TestNoShardsAnswerIsMissingDatabase(t *testing.T) {
 	require.NoError(t, couchtest.DeleteDB(ctx, base, db))
 	checkMissingDB(t, ctx, s)
 	assert.Positive(t, tr.replaced.Load(), "the server's answers were replaced")
+}
+
+// Two "nodes" (proxies to one server): a node that stops answering without
+// refusing (stalled) makes a request run out of time, and the next
+// requests go to the other node; a node that refuses is left at once.
+func TestNodeFailoverHungAndDroppedNode(t *testing.T) {
+	base, err := url.Parse(couchtest.URL(t))
+	require.NoError(t, err)
+	pa, pb := faultproxy.Start(t, base.Host), faultproxy.Start(t, base.Host)
+	a, b := *base, *base
+	a.Host, b.Host = pa.Addr(), pb.Addr()
+	b.User = nil
+	ctx := ctxT(t)
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	s, err := couchdb.New(ctx, a.String()+","+b.String(), couchtest.DBName(t),
+		couchdb.WithTimeout(5*time.Second), couchdb.WithHTTPClient(&http.Client{Transport: tr}))
+	require.NoError(t, err)
+	defer s.Close()
+	assert.Equal(t, pa.Addr(), s.Node())
+
+	// A new connection to the stalled node: accepted, never answered. (A
+	// kept-alive one would be closed by the stall and fail at once.)
+	tr.CloseIdleConnections()
+	pa.Stall()
+	_, err = s.Store(ctx, activation("ns", "act", 1), uc)
+	assert.True(t, couchdb.IsTransient(err), "a stalled node times out: %v", err)
+	assert.Equal(t, pb.Addr(), s.Node(), "the next requests go to the other node")
+	a1 := activation("ns", "act", 2)
+	_, err = s.Store(ctx, a1, uc)
+	require.NoError(t, err)
+	require.NoError(t, pa.Restore())
+
+	pb.Drop()
+	got, err := s.Get(ctx, a1.Namespace, a1.ActivationID, uc)
+	require.NoError(t, err, "a dropped node is left at once")
+	assert.Equal(t, a1.ActivationID, got.ActivationID)
+	assert.Equal(t, pa.Addr(), s.Node())
+	assert.EqualValues(t, 2, s.NodeMoves())
+	require.NoError(t, pb.Restore())
 }

@@ -61,4 +61,5 @@ func serverURL() string {
 	return u
 }
 
-func exampleDB() string { return fmt.Sprintf("example_%d", time.Now().UnixNano()) }
+// exampleDB is a database of its own, deleted when the tests end.
+func exampleDB() string { return couchtest.TempDB("example") }

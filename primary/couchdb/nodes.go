@@ -2,6 +2,7 @@ package couchdb
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -80,7 +81,9 @@ func parseNodes(raw string) (*url.URL, []node, error) {
 
 // failover sends each request to the current node and, when that node does
 // not answer (the connection is refused, reset or closed before a reply),
-// to the next one, which becomes current. Every node of a CouchDB cluster
+// to the next one, which becomes current. A request that runs out of time
+// on a node is not sent again (its caller is out of time), but the next
+// requests go to the next node: a hung node is left as a dead one is. Every node of a CouchDB cluster
 // serves every database, so the request means the same there.
 //
 // A request cut off by a node's failure may have taken effect there: it is
@@ -133,8 +136,17 @@ func (f *failover) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		lastErr = err
-		if req.Context().Err() != nil {
-			return nil, err // out of time: no other node either
+		if cerr := req.Context().Err(); cerr != nil {
+			// Out of time: no other node either. A node that let a
+			// request run out of time may hang (stopped, overloaded):
+			// the next requests go to the next node.
+			if errors.Is(cerr, context.DeadlineExceeded) && len(f.nodes) > 1 &&
+				f.cur.CompareAndSwap(int64(start), int64((i+1)%len(f.nodes))) {
+				f.moves.Add(1)
+				f.log.Warn("couchdb: node did not answer in time; the next requests go to the next node",
+					"from", f.nodes[i].host, "to", f.nodes[(i+1)%len(f.nodes)].host)
+			}
+			return nil, err
 		}
 	}
 	return nil, lastErr
