@@ -114,9 +114,22 @@ type revision struct {
 }
 
 // leaves reads every leaf revision of each document of ids from every copy
-// (_bulk_get, which opens all leaves when no revision is named). A document
-// that does not exist has no leaves.
+// (_bulk_get, which opens all leaves when no revision is named, with r = n).
+// A server that does not say how many copies it keeps (PouchDB, whose
+// _bulk_get opens only the winner) is asked document by document
+// (?open_revs=all). A document that does not exist has no leaves.
 func (s *Store) leaves(ctx context.Context, ids []string) (map[string][]revision, error) {
+	out := make(map[string][]revision, len(ids))
+	if s.copies == 0 {
+		for _, id := range ids {
+			revs, err := s.openRevs(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			out[id] = revs
+		}
+		return out, nil
+	}
 	type docRef struct {
 		ID string `json:"id"`
 	}
@@ -143,33 +156,64 @@ func (s *Store) leaves(ctx context.Context, ids []string) (map[string][]revision
 	}
 	var res struct {
 		Results []struct {
-			ID   string `json:"id"`
-			Docs []struct {
-				OK *struct {
-					Rev     string `json:"_rev"`
-					Deleted bool   `json:"_deleted"`
-				} `json:"ok"`
-				Error *struct {
-					Error string `json:"error"`
-				} `json:"error"`
-			} `json:"docs"`
+			ID   string      `json:"id"`
+			Docs []leafReply `json:"docs"`
 		} `json:"results"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
 		return nil, fmt.Errorf("couchdb: _bulk_get reply: %w", err)
 	}
-	out := make(map[string][]revision, len(ids))
 	for _, r := range res.Results {
-		for _, d := range r.Docs {
-			switch {
-			case d.OK != nil:
-				out[r.ID] = append(out[r.ID], revision{rev: d.OK.Rev, deleted: d.OK.Deleted})
-			case d.Error != nil && d.Error.Error != "not_found":
-				return nil, fmt.Errorf("couchdb: _bulk_get %q: %s", r.ID, d.Error.Error)
-			}
+		revs, err := leafRevisions(r.ID, r.Docs)
+		if err != nil {
+			return nil, err
 		}
+		out[r.ID] = append(out[r.ID], revs...)
 	}
 	return out, nil
+}
+
+// openRevs reads the leaf revisions of one document (?open_revs=all).
+func (s *Store) openRevs(ctx context.Context, id string) ([]revision, error) {
+	resp, err := s.raw.DoReq(ctx, http.MethodGet, s.dbPath()+"/"+url.PathEscape(id)+"?open_revs=all", nil)
+	if err == nil {
+		defer chttp.CloseBody(resp.Body)
+		err = chttp.ResponseError(resp)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var docs []leafReply
+	if err := json.NewDecoder(resp.Body).Decode(&docs); err != nil {
+		return nil, fmt.Errorf("couchdb: open_revs reply: %w", err)
+	}
+	return leafRevisions(id, docs)
+}
+
+// leafReply is one leaf in a _bulk_get or open_revs reply: the document
+// (its revision and whether it is deleted), or why it is missing.
+type leafReply struct {
+	OK *struct {
+		Rev     string `json:"_rev"`
+		Deleted bool   `json:"_deleted"`
+	} `json:"ok"`
+	Missing string `json:"missing"`
+	Error   *struct {
+		Error string `json:"error"`
+	} `json:"error"`
+}
+
+func leafRevisions(id string, docs []leafReply) ([]revision, error) {
+	var revs []revision
+	for _, d := range docs {
+		switch {
+		case d.OK != nil:
+			revs = append(revs, revision{rev: d.OK.Rev, deleted: d.OK.Deleted})
+		case d.Error != nil && d.Error.Error != "not_found":
+			return nil, fmt.Errorf("couchdb: reading the revisions of %q: %s", id, d.Error.Error)
+		}
+	}
+	return revs, nil
 }
 
 // winner is the revision CouchDB shows of live (revisions, the deleted
