@@ -120,7 +120,7 @@ func BenchmarkStoreVsBatch(b *testing.B) {
 //
 //	go test -run '^$' -bench WriteQuorum -benchtime 5x ./primary/couchdb
 func BenchmarkWriteQuorum(b *testing.B) {
-	const stores, batch, writers = 200, 500, 4
+	const stores, batch, writers = 100, 500, 4
 	base := couchtest.ClusterURLs(b)[0]
 	ctx := context.Background()
 	type setting struct {
@@ -137,7 +137,9 @@ func BenchmarkWriteQuorum(b *testing.B) {
 			q = couchdb.WriteMajority
 		}
 		db := couchtest.DBName(b)
-		s, err := couchdb.New(ctx, base, db, couchdb.WithWriteQuorum(q))
+		// A 3-node cluster on a shared machine can take longer than the
+		// default 30 s for 500 documents on every copy.
+		s, err := couchdb.New(ctx, base, db, couchdb.WithWriteQuorum(q), couchdb.WithTimeout(3*time.Minute))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -161,7 +163,7 @@ func BenchmarkWriteQuorum(b *testing.B) {
 			t0 := time.Now()
 			for range writers {
 				wg.Go(func() {
-					for range 4 {
+					for range 2 {
 						as := make([]*store.Activation, batch)
 						for i := range as {
 							as[i] = activation("wq", "act", time.Now().UnixMilli())
@@ -184,7 +186,7 @@ func BenchmarkWriteQuorum(b *testing.B) {
 			}
 			wg.Wait()
 			st.took += time.Since(t0)
-			st.docs += writers * 4 * batch
+			st.docs += writers * 2 * batch
 			close(errs)
 			if err := <-errs; err != nil {
 				b.Fatal(err)
