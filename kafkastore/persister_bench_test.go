@@ -130,7 +130,10 @@ func drainRate(b *testing.B, br *kafkatest.Broker, topic string, n int, opts ...
 		if s.DeadLettered > 0 || time.Since(start) > 10*time.Minute {
 			b.Fatalf("drain stuck: %+v", s)
 		}
-		time.Sleep(2 * time.Millisecond)
+		// Stats copies every partition's state under its lock: polled
+		// every 2 ms it took 5% of the process's CPU from the drain it
+		// measures. 20 ms is 0.1% of a 100,000-record drain.
+		time.Sleep(20 * time.Millisecond)
 	}
 	elapsed := time.Since(start)
 	cancel()

@@ -91,9 +91,10 @@ func startCouch(ctx context.Context, n int) (s *couchServer, err error) {
 		password: randomHex(12),
 		http:     &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second},
 	}
+	srv := s // "return nil, err" sets s to nil before this runs
 	defer func() {
 		if err != nil {
-			s.close(true)
+			srv.close(true)
 			err = fmt.Errorf("start CouchDB (%d node(s)) from %s; files in %s: %w", n, root, dir, err)
 		}
 	}()

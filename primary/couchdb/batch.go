@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
+	"time"
 
 	"github.com/go-kivik/kivik/v4/couchdb/chttp"
 
@@ -31,14 +32,13 @@ type pending struct {
 // stored.
 func (s *Store) StoreBatch(ctx context.Context, as []*store.Activation, _ store.UserContext) ([]store.BatchResult, error) {
 	results := make([]store.BatchResult, len(as))
-	updated := s.cfg.now()
 	items := make([]pending, 0, len(as))
 	for i, a := range as {
 		if err := store.ValidateActivation(a); err != nil {
 			results[i].Err = err
 			continue
 		}
-		body, err := codec.MarshalDocument(a, updated)
+		body, err := codec.MarshalDocument(a, updatedOf(a))
 		if err != nil {
 			results[i].Err = err
 			continue
@@ -101,6 +101,7 @@ func (s *Store) bulk(ctx context.Context, chunk []pending, results []store.Batch
 	if len(res) != len(chunk) {
 		return &opError{op: "store batch", msg: fmt.Sprintf("_bulk_docs answered %d results for %d documents", len(res), len(chunk))}
 	}
+	var accepted map[string]string
 	for i, r := range res {
 		p := chunk[i]
 		out := &results[p.idx]
@@ -109,6 +110,12 @@ func (s *Store) bulk(ctx context.Context, chunk []pending, results []store.Batch
 			out.Err = &opError{op: "store", id: p.id, msg: fmt.Sprintf("_bulk_docs answered for %q at its place: outcome unknown", r.ID)}
 		case r.Error == "":
 			out.DocInfo.Rev = r.Rev
+			if r.Accepted {
+				if accepted == nil {
+					accepted = map[string]string{}
+				}
+				accepted[p.id] = r.Rev
+			}
 		case r.Error == "conflict":
 			out.Err = store.ConflictError(p.id)
 		default:
@@ -117,7 +124,38 @@ func (s *Store) bulk(ctx context.Context, chunk []pending, results []store.Batch
 			out.Err = &opError{op: "store", id: p.id, msg: "rejected by _bulk_docs: " + s.redact(r.Error+": "+r.Reason), rejected: true}
 		}
 	}
+	if accepted == nil {
+		return nil
+	}
+	dup, err := s.settleAccepted(ctx, accepted)
+	for _, p := range chunk {
+		if _, ok := accepted[p.id]; !ok {
+			continue
+		}
+		out := &results[p.idx]
+		switch {
+		case err != nil:
+			out.Err = s.unsettled(ctx, "store batch", p.id, err)
+		case dup[p.id] != nil:
+			out.DocInfo.Rev, out.Err = "", dup[p.id]
+		}
+	}
 	return nil
+}
+
+// unsettled is the error of a write answered 202 whose document could not
+// be checked for conflicting revisions: transient, so that the write is
+// retried (a retry writes the same bytes, hence the same revision).
+func (s *Store) unsettled(ctx context.Context, op, id string, err error) error {
+	var te *TransientError
+	if errors.As(err, &te) {
+		return err
+	}
+	if cerr := s.classify(ctx, op, id, err); IsTransient(cerr) {
+		return cerr
+	}
+	return &TransientError{Op: op, ID: id, Err: err, msg: "written to fewer copies than the write quorum, " +
+		"and checking it for conflicting revisions failed: " + s.redact(err.Error())}
 }
 
 // bulkResult is one document's outcome in a _bulk_docs reply.
@@ -126,6 +164,8 @@ type bulkResult struct {
 	Rev    string `json:"rev"`
 	Error  string `json:"error"`
 	Reason string `json:"reason"`
+	// Accepted: stored on fewer copies than the write quorum (HTTP 202).
+	Accepted bool `json:"accepted"`
 }
 
 // postBulkDocs sends the encoded documents of chunk in one _bulk_docs
@@ -144,23 +184,52 @@ func (s *Store) postBulkDocs(ctx context.Context, chunk []pending) ([]bulkResult
 		body = append(body, p.body...)
 	}
 	body = append(body, "]}"...)
-	resp, err := s.raw.DoReq(ctx, http.MethodPost, "/"+url.PathEscape(s.dbName)+"/_bulk_docs", &chttp.Options{
-		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil },
+	return s.postBulk(ctx, body)
+}
+
+// postBulk sends one _bulk_docs request with the write quorum.
+func (s *Store) postBulk(ctx context.Context, body []byte) ([]bulkResult, error) {
+	resp, err := s.raw.DoReq(ctx, http.MethodPost, s.dbPath()+"/_bulk_docs"+s.writeQuery(), &chttp.Options{
+		GetBody:       bodyFunc(body),
 		ContentLength: int64(len(body)),
 	})
 	if err != nil {
 		return nil, err
 	}
 	defer chttp.CloseBody(resp.Body)
-	// 417: some documents were rejected; each says why in the reply.
-	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusExpectationFailed {
+	// 202: some documents reached fewer copies than the write quorum; 417:
+	// some were rejected. Each says so in the reply.
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusExpectationFailed {
 		if err := chttp.ResponseError(resp); err != nil {
 			return nil, err
 		}
 	}
-	var res []bulkResult
-	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+	res, err := readBulkReply(resp.Body)
+	if err != nil {
 		return nil, fmt.Errorf("couchdb: _bulk_docs reply: %w", err)
 	}
 	return res, nil
+}
+
+// bodyFunc gives a request body that can be read again on a retry.
+func bodyFunc(b []byte) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+}
+
+// updatedOf is the "updated" time of a's document: when the activation
+// ended, or when it started if it has no later end (a trigger's end is
+// epoch 0). OpenWhisk stamps the time of the
+// write instead; a stamp taken from the record makes every write of one
+// activation — a retry after a lost reply, a redelivery to another
+// persister after a crash or rebalance, a second publication of the same
+// activation, a direct Store besides the persister's — byte-identical, so
+// CouchDB computes the same revision on every copy and no conflicting
+// revision forms on a cluster. (A record's Kafka timestamp would differ
+// between two publications.) Nothing reads "updated" of an activation:
+// OpenWhisk's views and log cleanup key on start.
+func updatedOf(a *store.Activation) time.Time {
+	if !a.End.IsZero() && a.End.After(a.Start) {
+		return a.End
+	}
+	return a.Start
 }

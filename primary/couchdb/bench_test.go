@@ -2,12 +2,14 @@ package couchdb_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-whisk/activationstore/codec"
 	"github.com/go-whisk/activationstore/internal/couchtest"
+	"github.com/go-whisk/activationstore/primary/couchdb"
 	"github.com/go-whisk/activationstore/store"
 )
 
@@ -107,4 +109,100 @@ func BenchmarkStoreVsBatch(b *testing.B) {
 	b.ReportMetric(rate["batch-docs/s"]/rate["store16-docs/s"], "batch/store16")
 	b.ReportMetric(rate["batch-docs/s"]/rate["raw-bulk-docs/s"], "batch/raw")
 	b.ReportMetric(0, "ns/op") // per phase above
+}
+
+// BenchmarkWriteQuorum measures the cost of waiting for every copy
+// (WriteAll, the default) against a majority (WriteMajority) on the
+// cluster (COUCHTEST=cluster gives it as the shared server; else a cluster
+// is started for it): the latency of one Store, and the docs/s of a drain
+// as the persister writes — StoreBatch of 500 documents, 4 at once. The
+// settings alternate every iteration, each on a database of its own.
+//
+//	go test -run '^$' -bench WriteQuorum -benchtime 5x ./primary/couchdb
+func BenchmarkWriteQuorum(b *testing.B) {
+	const stores, batch, writers = 100, 500, 4
+	base := couchtest.ClusterURLs(b)[0]
+	ctx := context.Background()
+	type setting struct {
+		name    string
+		s       *couchdb.Store
+		latency []time.Duration
+		docs    int
+		took    time.Duration
+	}
+	settings := []*setting{{name: "all"}, {name: "majority"}}
+	for _, st := range settings {
+		q := couchdb.WriteAll
+		if st.name == "majority" {
+			q = couchdb.WriteMajority
+		}
+		db := couchtest.DBName(b)
+		// A 3-node cluster on a shared machine can take longer than the
+		// default 30 s for 500 documents on every copy.
+		s, err := couchdb.New(ctx, base, db, couchdb.WithWriteQuorum(q), couchdb.WithTimeout(3*time.Minute))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = s.Close(); _ = couchtest.DeleteDB(context.Background(), base, db) })
+		st.s = s
+	}
+	iter := 0
+	for b.Loop() {
+		for k := range settings {
+			st := settings[(iter+k)%len(settings)]
+			for range stores {
+				a := activation("wq", "act", time.Now().UnixMilli())
+				t0 := time.Now()
+				if _, err := st.s.Store(ctx, a, uc); err != nil {
+					b.Fatal(err)
+				}
+				st.latency = append(st.latency, time.Since(t0))
+			}
+			var wg sync.WaitGroup
+			errs := make(chan error, writers)
+			t0 := time.Now()
+			for range writers {
+				wg.Go(func() {
+					for range 2 {
+						as := make([]*store.Activation, batch)
+						for i := range as {
+							as[i] = activation("wq", "act", time.Now().UnixMilli())
+						}
+						res, err := st.s.StoreBatch(ctx, as, uc)
+						if err == nil {
+							for _, r := range res {
+								if r.Err != nil {
+									err = r.Err
+									break
+								}
+							}
+						}
+						if err != nil {
+							errs <- err
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			st.took += time.Since(t0)
+			st.docs += writers * 2 * batch
+			close(errs)
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+		}
+		iter++
+	}
+	for _, st := range settings {
+		slices.Sort(st.latency)
+		var sum time.Duration
+		for _, l := range st.latency {
+			sum += l
+		}
+		b.ReportMetric(float64(sum.Microseconds())/float64(len(st.latency))/1000, "store-ms-"+st.name)
+		b.ReportMetric(float64(st.latency[len(st.latency)*99/100].Microseconds())/1000, "store-p99-ms-"+st.name)
+		b.ReportMetric(float64(st.docs)/st.took.Seconds(), "drain-docs/s-"+st.name)
+	}
+	b.ReportMetric(0, "ns/op")
 }

@@ -81,6 +81,9 @@ func (s *Store) setup(ctx context.Context) error {
 	if err := s.ensureDB(ctx); err != nil {
 		return err
 	}
+	if err := s.dbInfo(ctx); err != nil {
+		return err
+	}
 	if s.view == "" {
 		view, err := s.detectFilterView(ctx)
 		if err != nil {
@@ -160,7 +163,11 @@ func (s *Store) ensureDB(ctx context.Context) error {
 func (s *Store) ensureDesignDoc(ctx context.Context, d designDoc) error {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	_, err := s.db.Put(ctx, d.ID, d.Body)
+	var opts []kivik.Option
+	if s.w > 0 {
+		opts = append(opts, kivik.Param("w", s.w))
+	}
+	_, err := s.db.Put(ctx, d.ID, d.Body, opts...)
 	if err == nil {
 		s.log.InfoContext(ctx, "couchdb: installed design document", "db", s.dbName, "id", d.ID)
 		return nil

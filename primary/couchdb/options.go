@@ -38,7 +38,7 @@ type config struct {
 	updateAfter bool
 	compress    bool
 	filterView  store.FilterView // "": detect
-	now         func() time.Time
+	writeQuorum WriteQuorum
 }
 
 func defaults() config {
@@ -46,7 +46,6 @@ func defaults() config {
 		timeout:    DefaultTimeout,
 		batchDocs:  DefaultBatchDocs,
 		batchBytes: DefaultBatchBytes,
-		now:        time.Now,
 	}
 }
 
@@ -58,6 +57,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("couchdb: WithBatchLimits: maxDocs %d must be at least 1", c.batchDocs)
 	case c.batchBytes < 1:
 		return fmt.Errorf("couchdb: WithBatchLimits: maxBytes %d must be at least 1", c.batchBytes)
+	case c.writeQuorum < WriteMajority:
+		return fmt.Errorf("couchdb: WithWriteQuorum(%d): want WriteAll, WriteMajority or a number of copies", c.writeQuorum)
 	case c.filterView != "" && !c.filterView.Valid():
 		return fmt.Errorf("couchdb: WithFilterView(%q): unknown view (want store.FilterViewV210 or store.FilterViewV211)", string(c.filterView))
 	}
@@ -125,11 +126,6 @@ func WithRequestCompression(on bool) Option {
 // activation again. [Store.FilterView] reports the choice.
 func WithFilterView(v store.FilterView) Option {
 	return func(cfg *config) { cfg.filterView = v }
-}
-
-// withClock sets the source of the documents' "updated" time (tests).
-func withClock(now func() time.Time) Option {
-	return func(cfg *config) { cfg.now = now }
 }
 
 func defaultHTTPClient() *http.Client {

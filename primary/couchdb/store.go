@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-kivik/kivik/v4"
@@ -39,6 +40,13 @@ type Store struct {
 	redact func(string) string
 	// transport is closed with the store when the store made it.
 	ownTransport *http.Transport
+	// copies is the database's n (0: the server does not say); w the
+	// write quorum sent with every write (0: the server's default).
+	copies, w int
+	// conflictsRemoved counts conflicting revisions deleted.
+	conflictsRemoved atomic.Int64
+	// writing serialises this process's Stores of one document.
+	writing idLocks
 	// nodes moves requests between the nodes New was given; nil for one.
 	nodes *failover
 }
@@ -210,23 +218,62 @@ func (s *Store) withTimeout(ctx context.Context) (context.Context, context.Cance
 }
 
 // Store writes a as a new document "<namespace>/<activationId>". A document
-// with that id already there gives store.ErrConflict.
+// with that id already there gives store.ErrConflict. The write waits for
+// the copies WithWriteQuorum names; one answered 202 (fewer copies reached)
+// is checked for conflicting revisions as StoreBatch does.
 func (s *Store) Store(ctx context.Context, a *store.Activation, _ store.UserContext) (store.DocInfo, error) {
 	if err := store.ValidateActivation(a); err != nil {
 		return store.DocInfo{}, err
 	}
-	body, err := codec.MarshalDocument(a, s.cfg.now())
+	body, err := codec.MarshalDocument(a, updatedOf(a))
 	if err != nil {
 		return store.DocInfo{}, err
 	}
 	id := a.DocID()
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	rev, err := s.db.Put(ctx, id, json.RawMessage(body))
+	unlock, err := s.writing.lock(ctx, id)
 	if err != nil {
 		return store.DocInfo{}, s.classify(ctx, "store", id, err)
 	}
+	defer unlock()
+	rev, accepted, err := s.put(ctx, id, body)
+	if err != nil {
+		return store.DocInfo{}, s.classify(ctx, "store", id, err)
+	}
+	if accepted {
+		dup, err := s.settleAccepted(ctx, map[string]string{id: rev})
+		if err != nil {
+			return store.DocInfo{}, s.unsettled(ctx, "store", id, err)
+		}
+		if err := dup[id]; err != nil {
+			return store.DocInfo{}, err
+		}
+	}
 	return store.DocInfo{ID: id, Rev: rev}, nil
+}
+
+// put creates the document id with the encoded body, as it is; accepted
+// reports a 202 (fewer copies than the write quorum reached).
+func (s *Store) put(ctx context.Context, id string, body []byte) (rev string, accepted bool, err error) {
+	resp, err := s.raw.DoReq(ctx, http.MethodPut, s.dbPath()+"/"+url.PathEscape(id)+s.writeQuery(), &chttp.Options{
+		GetBody:       bodyFunc(body),
+		ContentLength: int64(len(body)),
+	})
+	if err != nil {
+		return "", false, err
+	}
+	defer chttp.CloseBody(resp.Body)
+	if err := chttp.ResponseError(resp); err != nil {
+		return "", false, err
+	}
+	var res struct {
+		Rev string `json:"rev"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+		return "", false, fmt.Errorf("couchdb: reply to the write of %q: %w", id, err)
+	}
+	return res.Rev, resp.StatusCode == http.StatusAccepted, nil
 }
 
 // Get reads the activation. A document that is not an activation gives
@@ -265,10 +312,13 @@ func entityType(raw []byte) string {
 }
 
 // deleteAttempts bounds Delete's retries when the document changes between
-// reading its revision and deleting it.
+// reading its revisions and deleting them.
 const deleteAttempts = 3
 
-// Delete removes the activation's document.
+// Delete removes the activation's document: every live leaf revision of it,
+// read from every copy, so that a revision left by a conflicting write
+// cannot become the document again once the winner is gone. A document
+// without a live revision gives store.ErrNotFound.
 func (s *Store) Delete(ctx context.Context, namespace, activationID string, _ store.UserContext) error {
 	if err := validateID(namespace, activationID); err != nil {
 		return err
@@ -286,12 +336,26 @@ func (s *Store) Delete(ctx context.Context, namespace, activationID string, _ st
 func (s *Store) deleteOnce(ctx context.Context, id string) error {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	rev, err := s.db.GetRev(ctx, id)
+	leaves, err := s.leaves(ctx, []string{id})
 	if err != nil {
 		return s.classify(ctx, "delete", id, err)
 	}
-	if _, err := s.db.Delete(ctx, id, rev); err != nil {
+	var dels []deletion
+	for _, r := range leaves[id] {
+		if !r.deleted {
+			dels = append(dels, deletion{ID: id, Rev: r.rev, Deleted: true})
+		}
+	}
+	if len(dels) == 0 {
+		return fmt.Errorf("%w: %s", store.ErrNotFound, strconv.Quote(id))
+	}
+	conflicts, err := s.deleteRevs(ctx, dels)
+	if err != nil {
 		return s.classify(ctx, "delete", id, err)
+	}
+	if len(conflicts) > 0 {
+		// A revision changed meanwhile: read them again.
+		return store.ConflictError(id)
 	}
 	return nil
 }
