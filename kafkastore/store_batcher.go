@@ -186,6 +186,7 @@ func (b *publishBatcher) write(batch []*pendingRecord, seq int) {
 // once, until ctx ends.
 func (b *publishBatcher) send(ctx context.Context, msgs []kafka.Message, seq int) error {
 	backoff := resendBackoffMin
+	var began time.Time // of the first failure
 	for attempt := 1; ; attempt++ {
 		partition, healthy := b.router.pick(ctx, seq)
 		if !healthy && attempt > 1 {
@@ -198,6 +199,10 @@ func (b *publishBatcher) send(ctx context.Context, msgs []kafka.Message, seq int
 		}
 		err := b.w.WriteMessages(ctx, msgs...)
 		if err == nil {
+			if attempt > 1 {
+				b.log.LogAttrs(ctx, slog.LevelInfo, "kafkastore: batch published after failed attempts",
+					slog.Int("records", len(msgs)), slog.Int("attempts", attempt), slog.Duration("elapsed", time.Since(began)))
+			}
 			return nil
 		}
 		var werrs kafka.WriteErrors
@@ -212,7 +217,13 @@ func (b *publishBatcher) send(ctx context.Context, msgs []kafka.Message, seq int
 		}
 		failedPartition, leader, elsewhere := b.router.failed(ctx, partition, cause)
 		b.retries.Add(uint64(len(msgs)))
-		b.log.LogAttrs(ctx, slog.LevelWarn, "kafkastore: produce failed; sending the batch again",
+		// The first failure of a batch is a warning; the attempts that
+		// follow, several a second through an election, are details.
+		level := slog.LevelDebug
+		if attempt == 1 {
+			level, began = slog.LevelWarn, time.Now()
+		}
+		b.log.LogAttrs(ctx, level, "kafkastore: produce failed; sending the batch again",
 			slog.Int("records", len(msgs)), slog.Int("partition", failedPartition), slog.Int("leader", int(leader)),
 			slog.Int("attempt", attempt), slog.Bool("toAnotherPartition", elsewhere), slog.Any("error", cause))
 		seq++
