@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"os"
 	"regexp"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -87,17 +89,20 @@ type storeCall struct {
 // Asserted: no Store error; no Store waits more than 2 s past the later of
 // its start and the moment the cluster could acknowledge acks=all writes
 // again (the victim's partitions have new leaders and the victim is out of
-// every ISR: until then every acks=all producer waits, the raw one this
-// test runs beside the Stores included); every record in CouchDB once; the
-// group committing past the offsets seen at the election within 5 s of it.
+// every ISR: until then every acks=all producer waits, since the victim is
+// a follower of every other partition; the raw producer this test runs
+// beside the Stores shows it); every record in CouchDB once; the group
+// committing past the end offsets seen at the election (its lag then back
+// to 0) within 5 s of the election. Both timing bounds grow with the load
+// of a machine busier than two runnable threads per CPU (loadSlack).
 func TestFailoverWithoutRetries(t *testing.T) {
 	const (
 		partitions    = 8
 		multiCallers  = 16
 		singleCallers = 4
 		pace          = 5 * time.Millisecond // each caller's pause between Stores
-		maxExcess     = 2 * time.Second
-		maxLagZero    = 5 * time.Second
+		baseExcess    = 2 * time.Second      // on a quiet machine
+		baseLagZero   = 5 * time.Second
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -394,6 +399,12 @@ func TestFailoverWithoutRetries(t *testing.T) {
 		t.Errorf("sum of Persisted = %d, want %d: each document created once", persisted, total)
 	}
 
+	// The bounds hold on a machine with time to spare. On one busier than
+	// two runnable threads per core (1-minute load average), the JVMs
+	// and callers wait for a CPU too: the bounds grow in proportion,
+	// and the summary says so.
+	slack := loadSlack()
+	maxExcess, maxLagZero := time.Duration(float64(baseExcess)*slack), time.Duration(float64(baseLagZero)*slack)
 	names := map[string]string{multi: fmt.Sprintf("%d-partition topic", partitions), single: "single-partition topic"}
 	var report []string
 	for k, f := range faults {
@@ -415,9 +426,9 @@ func TestFailoverWithoutRetries(t *testing.T) {
 			t.Errorf("fault %d (%s): the group committed past the end offsets seen at the election %v after it, want within %v", k+1, f.name, d.Round(time.Millisecond), maxLagZero)
 		}
 	}
-	t.Logf("SUMMARY %s: records=%d (callers %d+%d, no retries), Store errors %d, resent records %d+%d; persisted=%d conflicts=%d; drained in %v; %s",
+	t.Logf("SUMMARY %s: records=%d (callers %d+%d, no retries), Store errors %d, resent records %d+%d; persisted=%d conflicts=%d; drained in %v; bounds ×%.1f for the load (%s on %d CPUs): wait past recovery ≤ %v, lag 0 ≤ %v after the election; %s",
 		t.Name(), total, multiCallers, singleCallers, allErrs, stMulti.PublishRetries, stSingle.PublishRetries, persisted, conflicts,
-		drained.Round(time.Millisecond), strings.Join(report, "; "))
+		drained.Round(time.Millisecond), slack, loadAverage(), runtime.NumCPU(), maxExcess, maxLagZero, strings.Join(report, "; "))
 }
 
 // loadAverage is the 1, 5 and 15 minute load averages (Linux).
@@ -431,6 +442,24 @@ func loadAverage() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// loadSlack is the factor by which timing bounds grow on a busy machine:
+// the 1-minute load average over two runnable threads per CPU, at least 1.
+func loadSlack() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 1
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 1
+	}
+	load, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return 1
+	}
+	return max(1, load/float64(2*runtime.NumCPU()))
 }
 
 func fmtDur(d time.Duration) string {
