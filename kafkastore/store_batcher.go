@@ -31,8 +31,8 @@ type publishBatcher struct {
 	router     *partitionRouter
 	log        *slog.Logger
 	retries    *atomic.Uint64 // records resent
-	ctx        context.Context
-	abort      context.CancelFunc // ends the writes in flight (Close)
+	aborted    chan struct{}  // closed by abort: no more sending again
+	abortOnce  sync.Once
 	queue      chan *pendingRecord
 	slots      chan struct{} // one per write in flight
 	linger     time.Duration
@@ -76,14 +76,12 @@ const (
 )
 
 func newPublishBatcher(w *kafka.Writer, router *partitionRouter, log *slog.Logger, retries *atomic.Uint64, linger, timeout time.Duration, maxRecords, maxBytes int) *publishBatcher {
-	ctx, abort := context.WithCancel(context.Background())
 	b := &publishBatcher{
 		w:          w,
 		router:     router,
 		log:        log,
 		retries:    retries,
-		ctx:        ctx,
-		abort:      abort,
+		aborted:    make(chan struct{}),
 		queue:      make(chan *pendingRecord, batcherQueue),
 		slots:      make(chan struct{}, batcherMaxInFlight),
 		linger:     linger,
@@ -167,7 +165,7 @@ func (b *publishBatcher) write(batch []*pendingRecord, seq int) {
 	for i, p := range batch {
 		msgs[i] = p.msg
 	}
-	ctx, cancel := context.WithTimeout(b.ctx, b.timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
 	defer cancel()
 	err := b.send(ctx, msgs, seq)
 	var werrs kafka.WriteErrors
@@ -212,7 +210,7 @@ func (b *publishBatcher) send(ctx context.Context, msgs []kafka.Message, seq int
 			return err
 		}
 		cause := writeCause(err)
-		if ctx.Err() != nil || !retriable(cause) {
+		if ctx.Err() != nil || !retriable(cause) || b.isAborted() {
 			return err
 		}
 		failedPartition, leader, elsewhere := b.router.failed(ctx, partition, cause)
@@ -235,9 +233,24 @@ func (b *publishBatcher) send(ctx context.Context, msgs []kafka.Message, seq int
 		case <-ctx.Done():
 			t.Stop()
 			return err
+		case <-b.aborted:
+			t.Stop()
+			return err
 		case <-t.C:
 		}
 		backoff = min(2*backoff, resendBackoffMax)
+	}
+}
+
+// abort stops sending batches again: Close gave up waiting for them.
+func (b *publishBatcher) abort() { b.abortOnce.Do(func() { close(b.aborted) }) }
+
+func (b *publishBatcher) isAborted() bool {
+	select {
+	case <-b.aborted:
+		return true
+	default:
+		return false
 	}
 }
 
