@@ -544,11 +544,18 @@ func lagZeroAfter(ctx context.Context, t *testing.T, b *kafkatest.Broker, group 
 	t.Helper()
 	ends := map[string]map[int]int64{}
 	for topic := range topics {
-		e, err := b.EndOffsets(ctx, topic)
-		if err != nil {
-			t.Fatalf("end offsets of %s after the election: %v", topic, err)
+		// A node may learn of the new leaders a moment after the one
+		// measureRecovery asked.
+		var err error
+		for try := 0; ; try++ {
+			if ends[topic], err = b.EndOffsets(ctx, topic); err == nil {
+				break
+			}
+			if try == 30 {
+				t.Fatalf("end offsets of %s after the election: %v", topic, err)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		ends[topic] = e
 	}
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
