@@ -49,16 +49,15 @@ func quorumLeader(ctx context.Context, addr string) (int, error) {
 	if err := kerr.ErrorForCode(res.ErrorCode); err != nil {
 		return 0, err
 	}
-	for _, t := range res.Topics {
-		for _, p := range t.Partitions {
-			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-				return 0, err
-			}
-			if p.LeaderID < 0 {
-				return 0, errors.New("the quorum has no leader (an election in progress)")
-			}
-			return int(p.LeaderID), nil
-		}
+	if len(res.Topics) == 0 || len(res.Topics[0].Partitions) == 0 {
+		return 0, errors.New("DescribeQuorum answered no partition")
 	}
-	return 0, errors.New("DescribeQuorum answered no partition")
+	p := res.Topics[0].Partitions[0]
+	if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+		return 0, err
+	}
+	if p.LeaderID < 0 {
+		return 0, errors.New("the quorum has no leader (an election in progress)")
+	}
+	return int(p.LeaderID), nil
 }
