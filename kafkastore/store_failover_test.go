@@ -62,6 +62,7 @@ func TestStoreReroutesAroundDeadLeader(t *testing.T) {
 	for p := range int32(partitions) {
 		require.NoError(t, c.MoveTopicPartition(topic, p, p%nodes))
 	}
+	time.Sleep(1500 * time.Millisecond) // the Store's metadata shows it (1 s refresh)
 	_, err := s.Store(ctxT(t), activationtest.New("guest"), store.UserContext{})
 	require.NoError(t, err)
 
@@ -109,15 +110,31 @@ func TestStoreReroutesAroundDeadLeader(t *testing.T) {
 	assert.GreaterOrEqual(t, total(t, b, topic), int64(callers*each+1), "every record is in the topic (some maybe twice)")
 	assert.NotEmpty(t, logs.entries(t, slog.LevelWarn, "broker unreachable"), "the failed broker is logged")
 
-	// After the election, every partition takes records again.
+	// After the election, once the metadata shows it (the transport
+	// refreshes every second), every partition takes records again.
 	before := endOffsets(t, b, topic)
-	for range 4 * partitions {
-		_, err := s.Store(ctxT(t), activationtest.New("guest"), store.UserContext{})
-		require.NoError(t, err)
+	var after map[int]int64
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		for range partitions {
+			_, err := s.Store(ctxT(t), activationtest.New("guest"), store.UserContext{})
+			require.NoError(t, err)
+		}
+		after = endOffsets(t, b, topic)
+		all := true
+		for p := range partitions {
+			all = all && after[p] > before[p]
+		}
+		if all || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	after := endOffsets(t, b, topic)
 	for p := range partitions {
-		assert.Greater(t, after[p], before[p], "partition %d gets records after its new leader's election", p)
+		assert.Greater(t, after[p], before[p], "partition %d gets records within 5 s of its new leader's election (end offsets %v, then %v; leaders %d %d %d %d %d %d)", p, before, after,
+			c.LeaderFor(topic, 0), c.LeaderFor(topic, 1), c.LeaderFor(topic, 2), c.LeaderFor(topic, 3), c.LeaderFor(topic, 4), c.LeaderFor(topic, 5))
+	}
+	if t.Failed() {
+		t.Logf("Store log:\n%s", logs.String())
 	}
 	t.Logf("SUMMARY %s: %d Stores, errors %d, longest %v, records sent again %d", t.Name(), callers*each, len(errs), longest.Round(time.Millisecond), st.PublishRetries)
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -38,7 +39,6 @@ type partitionRouter struct {
 
 	mu      sync.Mutex
 	brokers map[int32]*brokerFailure // failed brokers, by node id
-	parts   map[int]partitionFailure // partitions whose leader answered "not me"
 
 	refreshMu  sync.Mutex
 	refreshing chan struct{} // closed when the refresh in progress ends; nil when none
@@ -51,17 +51,12 @@ type brokerFailure struct {
 	until time.Time
 }
 
-// partitionFailure is a partition whose leader refused a write as not (or
-// no longer) its leader; avoided until the metadata names another leader.
-type partitionFailure struct {
-	leader int32
-	until  time.Time
-}
-
 // avoidFor bounds how long a failure is remembered when the metadata never
 // shows a new leader (a broker back before the controller noticed it was
-// gone): one more attempt then tells whether it answers.
-const avoidFor = 30 * time.Second
+// gone, or a failure blamed on a partition's new leader because the
+// metadata changed while the batch was on its way): one more attempt then
+// tells whether it answers, and a broker still down refuses at once.
+const avoidFor = 10 * time.Second
 
 // refreshTopic is the name the forced metadata refresh asks for besides
 // the topic: no broker creates or knows it (a space is not allowed in a
@@ -76,7 +71,6 @@ func newPartitionRouter(transport *kafka.Transport, addr net.Addr, topic string,
 		topic:     topic,
 		log:       log,
 		brokers:   map[int32]*brokerFailure{},
-		parts:     map[int]partitionFailure{},
 	}
 }
 
@@ -85,6 +79,7 @@ func newPartitionRouter(transport *kafka.Transport, addr net.Addr, topic string,
 type topicLayout struct {
 	leaders []int32 // by partition; -1 when there is none
 	live    map[int32]bool
+	addrs   map[string]int32 // broker ids by host:port
 }
 
 // layout reads the transport's cached metadata of the topic; it does not
@@ -114,8 +109,10 @@ func (r *partitionRouter) layout(ctx context.Context) (topicLayout, bool) {
 		return topicLayout{}, false
 	}
 	l.live = make(map[int32]bool, len(m.Brokers))
+	l.addrs = make(map[string]int32, len(m.Brokers))
 	for _, b := range m.Brokers {
 		l.live[b.NodeID] = true
+		l.addrs[net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port)))] = b.NodeID
 	}
 	return l, true
 }
@@ -155,13 +152,8 @@ func (r *partitionRouter) usable(l topicLayout, p int, leader int32) bool {
 	if leader < 0 || !l.live[leader] {
 		return false
 	}
-	if _, failed := r.brokers[leader]; failed {
-		return false
-	}
-	if f, stale := r.parts[p]; stale && f.leader == leader {
-		return false
-	}
-	return true
+	_, failed := r.brokers[leader]
+	return !failed
 }
 
 // forget drops the failures that the metadata shows resolved, or that are
@@ -182,12 +174,7 @@ func (r *partitionRouter) forget(l topicLayout) {
 				slog.Int("broker", int(id)), slog.Any("partitions", f.led), slog.Bool("expired", !moved))
 		}
 	}
-	for p, f := range r.parts {
-		if p >= len(l.leaders) || l.leaders[p] != f.leader || now.After(f.until) {
-			delete(r.parts, p)
-		}
-	}
-	r.degraded.Store(len(r.brokers) > 0 || len(r.parts) > 0)
+	r.degraded.Store(len(r.brokers) > 0)
 }
 
 // failed records that the write of batch value (a Message.Partition value,
@@ -209,6 +196,14 @@ func (r *partitionRouter) failed(ctx context.Context, value int, cause error) (p
 	case leader < 0:
 		// An election in progress: the partition has no leader to fail.
 	case connectionFailure(cause):
+		// The broker the connection was to, when the error names it: the
+		// metadata may have moved the partition since the batch left.
+		var operr *net.OpError
+		if errors.As(cause, &operr) && operr.Addr != nil {
+			if id, ok := l.addrs[operr.Addr.String()]; ok {
+				leader = id
+			}
+		}
 		f := r.brokers[leader]
 		if f == nil {
 			f = &brokerFailure{}
@@ -222,10 +217,11 @@ func (r *partitionRouter) failed(ctx context.Context, value int, cause error) (p
 				slog.Int("broker", int(leader)), slog.Any("partitions", f.led), slog.Any("error", cause))
 		}
 		f.until = until
-	case leadershipError(cause):
-		r.parts[partition] = partitionFailure{leader: leader, until: until}
 	}
-	r.degraded.Store(len(r.brokers) > 0 || len(r.parts) > 0)
+	// A partition whose leader moved ("not the leader") needs no memory:
+	// the refresh above shows its new leader, and the batch goes to the
+	// next partition meanwhile.
+	r.degraded.Store(len(r.brokers) > 0)
 	for p, id := range l.leaders {
 		if p != partition && r.usable(l, p, id) {
 			return partition, leader, true
@@ -309,13 +305,4 @@ func connectionFailure(cause error) bool {
 		errors.Is(cause, syscall.EPIPE) || errors.Is(cause, io.EOF) || errors.Is(cause, io.ErrUnexpectedEOF) ||
 		errors.Is(cause, net.ErrClosed) || errors.Is(cause, context.DeadlineExceeded) ||
 		errors.As(cause, &operr) || errors.As(cause, &nerr) && nerr.Timeout()
-}
-
-// leadershipError reports whether the broker refused the write because it
-// does not lead the partition (any more): the metadata is stale.
-func leadershipError(cause error) bool {
-	return errors.Is(cause, kafka.NotLeaderForPartition) || errors.Is(cause, kafka.LeaderNotAvailable) ||
-		errors.Is(cause, kafka.FencedLeaderEpoch) || errors.Is(cause, kafka.UnknownLeaderEpoch) ||
-		errors.Is(cause, kafka.UnknownTopicOrPartition) || errors.Is(cause, kafka.KafkaStorageError) ||
-		errors.Is(cause, kafka.NotController)
 }
