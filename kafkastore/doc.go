@@ -30,8 +30,13 @@
 // A record above the maximum request size ([WithMaxRequestSize], by
 // default OpenWhisk's MAX_ACTIVATION_LIMIT of 1054644 bytes) is never
 // dropped: by default it is stored directly in the primary, or, with
-// [OversizeReject], refused with an [*OversizeError]. A publish failure is
-// logged, counted and returned as a [*PublishError] (or, with
+// [OversizeReject], refused with an [*OversizeError]. A broker failover
+// costs no error: a batch whose partition leader is unreachable goes at
+// once to a partition led by another broker, and on a single-partition
+// topic it waits for the election, within the publish timeout (120 s,
+// Kafka's delivery.timeout.ms) and the caller's context; a record sent
+// again may reach Kafka twice, and the persister stores it once. A publish
+// failure is logged, counted and returned as a [*PublishError] (or, with
 // [WithFallbackToPrimary], the record goes to the primary). With
 // [WithStoreInPrimary] each record is also written to the primary after
 // publishing; a [*PrimaryWriteError] then says the record is in Kafka even

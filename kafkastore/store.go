@@ -63,8 +63,9 @@ var _ store.Store = (*Store)(nil)
 // New returns a Store that publishes to Kafka and delegates reads and
 // deletes to primary, which it does not close. WithBrokers is required.
 // Unless WithTopicCreation(false), New creates the topic when it is
-// missing (bounded by the publish timeout), so it fails when the brokers
-// are unreachable. Options of NewPersister are rejected with ErrConfig.
+// missing (bounded by the request timeout: the publish timeout, at most
+// 30 s), so it fails when the brokers are unreachable. Options of
+// NewPersister are rejected with ErrConfig.
 func New(primary store.Store, opts ...Option) (*Store, error) {
 	if primary == nil {
 		return nil, configErr("nil primary store: New needs the store that reads, deletes and oversize records go to")
@@ -111,23 +112,23 @@ func New(primary store.Store, opts ...Option) (*Store, error) {
 		TLS:         c.tls,
 		SASL:        c.sasl,
 		DialTimeout: min(sc.publishTimeout, 5*time.Second),
-		// kafka-go routes produce requests by cached metadata and does not
-		// refresh it when a leader fails: after a broker loss every batch
-		// for its partitions goes on failing until the next refresh. Its
-		// default 6 s TTL added up to 6 s of failed Stores after the new
-		// leader's election; ask often, for the one topic only.
+		// kafka-go routes produce requests by cached metadata. A failed
+		// produce refreshes it at once (partitionRouter); the timer only
+		// catches leader moves nothing failed on, such as a restarted
+		// broker taking its partitions back. Ask for the one topic only.
 		MetadataTTL:    time.Second,
 		MetadataTopics: []string{sc.topic},
 	}
 	kafkaLog := kafka.LoggerFunc(func(msg string, args ...any) {
 		s.log.Debug("kafka-go: " + fmt.Sprintf(msg, args...))
 	})
-	newWriter := func(batchSize int, balancer kafka.Balancer) *kafka.Writer {
+	reqTimeout := sc.requestTimeout()
+	newWriter := func(batchSize, attempts int, balancer kafka.Balancer) *kafka.Writer {
 		return &kafka.Writer{
 			Addr:            kafka.TCP(c.brokers...),
 			Topic:           sc.topic,
 			Balancer:        balancer,
-			MaxAttempts:     10,
+			MaxAttempts:     attempts,
 			WriteBackoffMin: 20 * time.Millisecond,
 			WriteBackoffMax: 500 * time.Millisecond,
 			BatchSize:       batchSize,
@@ -135,16 +136,20 @@ func New(primary store.Store, opts ...Option) (*Store, error) {
 			// Batches are formed by publishBatcher, one WriteMessages
 			// call each; kafka-go reads 0 as its 1 s default.
 			BatchTimeout: time.Nanosecond,
-			ReadTimeout:  sc.publishTimeout,
-			WriteTimeout: sc.publishTimeout,
+			ReadTimeout:  reqTimeout,
+			WriteTimeout: reqTimeout,
 			RequiredAcks: kafka.RequireAll,
 			Transport:    s.transport,
 			ErrorLogger:  kafkaLog,
 		}
 	}
 	const maxBatchRecords = 1000
-	s.batcher = newPublishBatcher(newWriter(maxBatchRecords, batchBalancer{}), sc.linger, sc.publishTimeout, maxBatchRecords, s.maxRequestSize)
-	s.solo = newWriter(1, &kafka.RoundRobin{})
+	// The batcher sends again itself, to another partition when the
+	// leader is down: kafka-go's own attempts would insist on one.
+	router := newPartitionRouter(s.transport, kafka.TCP(c.brokers...), sc.topic, s.log)
+	s.batcher = newPublishBatcher(newWriter(maxBatchRecords, 1, batchBalancer{}), router, s.log, &s.stats.publishRetries,
+		sc.linger, sc.publishTimeout, maxBatchRecords, s.maxRequestSize)
+	s.solo = newWriter(1, 10, &kafka.RoundRobin{})
 
 	if sc.createTopic {
 		if err := s.setupTopic(c.brokers); err != nil {
@@ -158,7 +163,7 @@ func New(primary store.Store, opts ...Option) (*Store, error) {
 }
 
 func (s *Store) setupTopic(brokers []string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.publishTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.requestTimeout())
 	defer cancel()
 	spec := topicSpec{
 		Name:              s.cfg.topic,
@@ -197,7 +202,15 @@ func (s *Store) setupTopic(brokers []string) error {
 // primary's DocInfo.
 //
 // It returns nil only when the record is durably in Kafka (acknowledged
-// by all in-sync replicas) or in the primary. Errors:
+// by all in-sync replicas) or in the primary. A produce that fails for a
+// reason that may pass — a partition leader down or moved, an election,
+// too few replicas in sync, a broken connection — is sent again, to a
+// partition whose leader answers when there is one (records are not
+// key-ordered), else to the same partition once it has a leader, until the
+// publish timeout (DefaultPublishTimeout: 120 s, as Kafka's Java producer)
+// or ctx ends. So a broker failover costs no error, only latency. A record
+// sent again may reach Kafka twice; the persister stores it once (the
+// second write is a conflict, counted as persisted). Errors:
 //   - ErrInvalid (a *store.InvalidError) before anything is written;
 //   - *OversizeError (ErrOversize) when the record is too large for Kafka
 //     and the policy is OversizeReject, or the primary write failed;
@@ -395,7 +408,8 @@ func (s *Store) Stats() StoreStats { return s.stats.snapshot() }
 // Close waits for the Store calls in progress, flushes the writer and
 // closes the connections to the brokers; later calls return ErrClosed.
 // It does not close the primary. A second Close returns nil. Close waits
-// at most the publish timeout for records whose callers already gave up.
+// at most the request timeout (the publish timeout, at most 30 s) for
+// records whose callers already gave up, then abandons them.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -407,13 +421,15 @@ func (s *Store) Close() error {
 
 	done := make(chan error, 1)
 	go func() { done <- errors.Join(s.batcher.close(), s.solo.Close()) }()
-	timer := time.NewTimer(s.cfg.publishTimeout)
+	wait := s.cfg.requestTimeout()
+	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	var err error
 	select {
 	case err = <-done:
 	case <-timer.C:
-		err = fmt.Errorf("kafkastore: close: records of callers that timed out still unacknowledged after %v; they may yet reach Kafka", s.cfg.publishTimeout)
+		s.batcher.abort()
+		err = fmt.Errorf("kafkastore: close: records of callers that timed out still unacknowledged after %v; they may yet reach Kafka", wait)
 		s.log.Warn("kafkastore: close timed out", slog.Any("error", err))
 	}
 	s.stopTransport()

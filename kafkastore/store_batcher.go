@@ -3,7 +3,9 @@ package kafkastore
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -19,8 +21,18 @@ import (
 // short BatchTimeout every concurrent record gets its own produce request,
 // written one after the other; with a long one every lone record waits.
 // One WriteMessages call, in contrast, lands in one batch per partition.
+//
+// A write that fails for a reason that may pass (a leader down or moved,
+// too few replicas in sync, a broken connection) is sent again, to another
+// partition when one has a leader that answers (see partitionRouter),
+// until it succeeds, fails otherwise, or the publish timeout ends.
 type publishBatcher struct {
 	w          *kafka.Writer
+	router     *partitionRouter
+	log        *slog.Logger
+	retries    *atomic.Uint64 // records resent
+	aborted    chan struct{}  // closed by abort: no more sending again
+	abortOnce  sync.Once
 	queue      chan *pendingRecord
 	slots      chan struct{} // one per write in flight
 	linger     time.Duration
@@ -55,9 +67,21 @@ const (
 	batcherQueue       = 4096
 )
 
-func newPublishBatcher(w *kafka.Writer, linger, timeout time.Duration, maxRecords, maxBytes int) *publishBatcher {
+// Backoff between two sends of a batch when no other partition can take
+// it: an election in progress (or the only partition's leader down), or
+// too few replicas in sync.
+const (
+	resendBackoffMin = 20 * time.Millisecond
+	resendBackoffMax = 250 * time.Millisecond
+)
+
+func newPublishBatcher(w *kafka.Writer, router *partitionRouter, log *slog.Logger, retries *atomic.Uint64, linger, timeout time.Duration, maxRecords, maxBytes int) *publishBatcher {
 	b := &publishBatcher{
 		w:          w,
+		router:     router,
+		log:        log,
+		retries:    retries,
+		aborted:    make(chan struct{}),
 		queue:      make(chan *pendingRecord, batcherQueue),
 		slots:      make(chan struct{}, batcherMaxInFlight),
 		linger:     linger,
@@ -140,11 +164,10 @@ func (b *publishBatcher) write(batch []*pendingRecord, seq int) {
 	msgs := make([]kafka.Message, len(batch))
 	for i, p := range batch {
 		msgs[i] = p.msg
-		msgs[i].Partition = seq
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
 	defer cancel()
-	err := b.w.WriteMessages(ctx, msgs...)
+	err := b.send(ctx, msgs, seq)
 	var werrs kafka.WriteErrors
 	perRecord := errors.As(err, &werrs) && len(werrs) == len(batch)
 	for i, p := range batch {
@@ -156,10 +179,86 @@ func (b *publishBatcher) write(batch []*pendingRecord, seq int) {
 	}
 }
 
+// send writes msgs, all to one partition, and sends them again after a
+// failure that may pass, to another partition if one can take them at
+// once, until ctx ends.
+func (b *publishBatcher) send(ctx context.Context, msgs []kafka.Message, seq int) error {
+	backoff := resendBackoffMin
+	var began time.Time // of the first failure
+	for attempt := 1; ; attempt++ {
+		partition, healthy := b.router.pick(ctx, seq)
+		if !healthy && attempt > 1 {
+			// Nowhere to go: wait for the refresh the failure started, so
+			// that a new leader is known before the next send.
+			b.router.wait(ctx)
+		}
+		for i := range msgs {
+			msgs[i].Partition = partition
+		}
+		err := b.w.WriteMessages(ctx, msgs...)
+		if err == nil {
+			if attempt > 1 {
+				b.log.LogAttrs(ctx, slog.LevelInfo, "kafkastore: batch published after failed attempts",
+					slog.Int("records", len(msgs)), slog.Int("attempts", attempt), slog.Duration("elapsed", time.Since(began)))
+			}
+			return nil
+		}
+		var werrs kafka.WriteErrors
+		if !errors.As(err, &werrs) {
+			// Not a produce that failed: no metadata (the cluster never
+			// answered), a closed writer, or ctx.
+			return err
+		}
+		cause := writeCause(err)
+		if ctx.Err() != nil || !retriable(cause) || b.isAborted() {
+			return err
+		}
+		failedPartition, leader, elsewhere := b.router.failed(ctx, partition, cause)
+		b.retries.Add(uint64(len(msgs)))
+		// The first failure of a batch is a warning; the attempts that
+		// follow, several a second through an election, are details.
+		level := slog.LevelDebug
+		if attempt == 1 {
+			level, began = slog.LevelWarn, time.Now()
+		}
+		b.log.LogAttrs(ctx, level, "kafkastore: produce failed; sending the batch again",
+			slog.Int("records", len(msgs)), slog.Int("partition", failedPartition), slog.Int("leader", int(leader)),
+			slog.Int("attempt", attempt), slog.Bool("toAnotherPartition", elsewhere), slog.Any("error", cause))
+		seq++
+		if elsewhere {
+			continue
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-b.aborted:
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		backoff = min(2*backoff, resendBackoffMax)
+	}
+}
+
+// abort stops sending batches again: Close gave up waiting for them.
+func (b *publishBatcher) abort() { b.abortOnce.Do(func() { close(b.aborted) }) }
+
+func (b *publishBatcher) isAborted() bool {
+	select {
+	case <-b.aborted:
+		return true
+	default:
+		return false
+	}
+}
+
 // close sends what is queued, waits for the writes in flight, and closes
 // the writer.
 func (b *publishBatcher) close() error {
 	b.stopOnce.Do(func() { close(b.stop) })
 	b.wg.Wait()
+	b.abort()
 	return b.w.Close()
 }

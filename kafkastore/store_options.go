@@ -27,8 +27,20 @@ const (
 	DefaultMaxRequestSize = 1048576 + 6068
 
 	// DefaultPublishTimeout bounds one Store's publish when the caller's
-	// context has no earlier deadline.
-	DefaultPublishTimeout = 10 * time.Second
+	// context has no earlier deadline: Kafka's Java producer's
+	// delivery.timeout.ms default (120 s), which the producers of a Scala
+	// OpenWhisk run with. Within it a Store waits through a partition
+	// leader's election (10 to 13 s after a broker is lost, with KRaft's
+	// defaults) instead of failing; on a topic with more than one partition
+	// it does not wait for the election at all but sends to another
+	// partition.
+	DefaultPublishTimeout = 120 * time.Second
+
+	// maxRequestTimeout bounds each request to a broker, New's topic set-up
+	// and Close: Kafka's request.timeout.ms default (30 s), and OpenWhisk's
+	// producer request-timeout-ms. A request that times out is sent again
+	// within the publish timeout.
+	maxRequestTimeout = 30 * time.Second
 
 	// DefaultLinger is how long a batch waits for more records before it
 	// is sent. Zero: records that arrive while earlier writes are in
@@ -113,6 +125,12 @@ func (sc *storeConfig) setDefaults() {
 	}
 }
 
+// requestTimeout bounds one request to a broker: the publish timeout, at
+// most maxRequestTimeout.
+func (sc *storeConfig) requestTimeout() time.Duration {
+	return min(sc.publishTimeout, maxRequestTimeout)
+}
+
 // logsInside reports the mode: true publishes the activation JSON itself,
 // false a ResultMessage. Unless set with WithLogsInActivation, a topic
 // named "completed…" gets ResultMessages (what the invokers' acks carry)
@@ -194,9 +212,14 @@ func WithOversizePolicy(p OversizePolicy) Option {
 	})
 }
 
-// WithPublishTimeout bounds each publish (and each request to the
-// brokers); default DefaultPublishTimeout. The caller's context still
-// applies when its deadline is earlier.
+// WithPublishTimeout bounds each publish, attempts sent again after a
+// broker failure included; default DefaultPublishTimeout (120 s, Kafka's
+// delivery.timeout.ms). Each request to a broker is bounded by it too, at
+// most 30 s (Kafka's request.timeout.ms). The caller's context still
+// applies when its deadline is earlier. A lower value fails Stores during
+// a leader election on a single-partition topic rather than waiting it
+// out: an election takes 10 to 13 s after a broker is lost with KRaft's
+// default broker.session.timeout.ms (9 s), and longer with ZooKeeper.
 func WithPublishTimeout(d time.Duration) Option {
 	return option("WithPublishTimeout", forStore, func(c *config) error {
 		if d <= 0 {

@@ -16,6 +16,11 @@ type StoreStats struct {
 	// PublishFailures are records whose publish failed or timed out
 	// (oversize records not included). Each one was logged.
 	PublishFailures uint64
+	// PublishRetries counts records sent again after a produce that failed
+	// for a reason that may pass (a leader down or moved, too few
+	// replicas in sync), to another partition when one could take them.
+	// Each failure was logged. Such a record may be in Kafka twice.
+	PublishRetries uint64
 	// Oversize records were above the maximum request size, found so
 	// before sending or rejected by the broker.
 	Oversize uint64
@@ -48,7 +53,7 @@ type LatencySummary struct {
 }
 
 type storeCounters struct {
-	published, publishFailures, oversize, oversizeToPrimary, fallbacks,
+	published, publishFailures, publishRetries, oversize, oversizeToPrimary, fallbacks,
 	primaryStores, primaryConflicts, primaryFailures, invalid atomic.Uint64
 	publishLatency pubHistogram
 }
@@ -57,6 +62,7 @@ func (c *storeCounters) snapshot() StoreStats {
 	return StoreStats{
 		Published:         c.published.Load(),
 		PublishFailures:   c.publishFailures.Load(),
+		PublishRetries:    c.publishRetries.Load(),
 		Oversize:          c.oversize.Load(),
 		OversizeToPrimary: c.oversizeToPrimary.Load(),
 		Fallbacks:         c.fallbacks.Load(),
