@@ -1,7 +1,10 @@
 package kafkastore
 
 import (
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -24,6 +27,10 @@ type offsetTracker struct {
 	next int64
 	// committed is the last offset committed to the group; -1 if none.
 	committed int64
+	// doubt holds, sorted, the offsets of records abandoned after a write
+	// that may have landed; committedMeta is the metadata committed last.
+	doubt         []int64
+	committedMeta string
 }
 
 type trackedOffset struct {
@@ -80,21 +87,103 @@ func (t *offsetTracker) settle(offset int64) bool {
 	return true
 }
 
-// toCommit returns the offset to commit and true when it is past the last
-// committed one.
-func (t *offsetTracker) toCommit() (int64, bool) {
+// abandonInDoubt remembers that the record at offset, left unsettled for
+// the partition's next owner, may be in the primary already: the next
+// owner, finding it there, counts it as persisted rather than as a
+// conflict. The commit's metadata carries it over.
+func (t *offsetTracker) abandonInDoubt(offset int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.next, t.next >= 0 && t.next > t.committed
+	if i, found := slices.BinarySearch(t.doubt, offset); !found {
+		t.doubt = slices.Insert(t.doubt, i, offset)
+	}
 }
 
-// committedAt records a successful commit of offset.
-func (t *offsetTracker) committedAt(offset int64) {
+// toCommit returns the offset to commit with its metadata (the offsets in
+// doubt above it), and true when either changed since the last commit.
+func (t *offsetTracker) toCommit() (int64, string, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if offset > t.committed {
-		t.committed = offset
+	if t.next < 0 {
+		return t.next, "", false
 	}
+	i, _ := slices.BinarySearch(t.doubt, t.next)
+	meta := formatInDoubt(t.doubt[i:])
+	return t.next, meta, t.next > t.committed || (t.next == t.committed && meta != t.committedMeta)
+}
+
+// committedAt records a successful commit of offset with metadata.
+func (t *offsetTracker) committedAt(offset int64, meta string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if offset >= t.committed {
+		t.committed, t.committedMeta = offset, meta
+	}
+}
+
+// inDoubtPrefix starts the metadata of a commit that names offsets in
+// doubt: "activationstore/in-doubt:" then ranges "a-b" or "a", comma-separated.
+const inDoubtPrefix = "activationstore/in-doubt:"
+
+// inDoubtMaxMeta keeps the metadata below the brokers' default
+// offset.metadata.max.bytes (4096); offsets beyond it are dropped (they
+// will be counted as conflicts if found persisted).
+const inDoubtMaxMeta = 3800
+
+// formatInDoubt encodes sorted offsets as commit metadata.
+func formatInDoubt(offsets []int64) string {
+	if len(offsets) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString(inDoubtPrefix)
+	for i := 0; i < len(offsets); {
+		j := i
+		for j+1 < len(offsets) && offsets[j+1] == offsets[j]+1 {
+			j++
+		}
+		r := strconv.FormatInt(offsets[i], 10)
+		if j > i {
+			r += "-" + strconv.FormatInt(offsets[j], 10)
+		}
+		if b.Len()+len(r)+1 > inDoubtMaxMeta {
+			break
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(r)
+		i = j + 1
+	}
+	return b.String()
+}
+
+// parseInDoubt decodes commit metadata into sorted offsets at or above
+// from; anything else (another client's metadata) gives none.
+func parseInDoubt(meta string, from int64) []int64 {
+	rest, ok := strings.CutPrefix(meta, inDoubtPrefix)
+	if !ok {
+		return nil
+	}
+	var out []int64
+	for r := range strings.SplitSeq(rest, ",") {
+		lo, hi, isRange := strings.Cut(r, "-")
+		a, err := strconv.ParseInt(lo, 10, 64)
+		if err != nil {
+			return nil
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.ParseInt(hi, 10, 64); err != nil || b < a || b-a > 1<<20 {
+				return nil
+			}
+		}
+		for o := max(a, from); o <= b; o++ {
+			out = append(out, o)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // positions returns the watermark (-1 unknown), the committed offset (-1

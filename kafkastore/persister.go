@@ -146,7 +146,10 @@ func (p *Persister) Run(ctx context.Context) error {
 	defer p.dlqWriter.Close()
 
 	p.log.Info("persister started", "pattern", p.cfg.topicPattern.String(),
-		"deadLetterTopic", p.cfg.deadLetterTopic, "primaryBatches", p.batch != nil)
+		"deadLetterTopic", p.cfg.deadLetterTopic, "primaryBatches", p.batch != nil,
+		"groupInstanceId", p.cfg.groupInstanceID)
+	member := newGroupMember(p)
+	defer member.leave(persisterLeaveTimeout)
 	idle := false
 	for attempt := 1; ctx.Err() == nil; {
 		topics, err := p.discoverTopics(ctx)
@@ -174,38 +177,30 @@ func (p *Persister) Run(ctx context.Context) error {
 			persisterSleep(ctx, p.cfg.topicRefresh)
 		default:
 			idle, attempt = false, 1
-			p.consume(ctx, topics)
+			if err := p.consume(ctx, member, topics); err != nil {
+				p.log.Error("persister stops", "err", err)
+				return err
+			}
 		}
 	}
 	p.log.Info("persister stopped")
 	return nil
 }
 
+// Bounds of a shutdown, so that Run returns within 2 s of its context's
+// end whatever it was doing: writes in flight get persisterShutdownDrain
+// (or the drain timeout, when shorter), the last commit
+// persisterFinalCommitTimeout, the LeaveGroup persisterLeaveTimeout.
+const (
+	persisterShutdownDrain      = 750 * time.Millisecond
+	persisterFinalCommitTimeout = 750 * time.Millisecond
+	persisterLeaveTimeout       = 250 * time.Millisecond
+)
+
 // consume follows topics in the consumer group until ctx ends or the set of
 // matching topics changes; the caller then joins again with the new set.
-func (p *Persister) consume(ctx context.Context, topics persistedTopics) {
-	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID:                p.cfg.groupID,
-		Brokers:           p.cfg.brokers,
-		Dialer:            p.dialer,
-		Topics:            topics.names(),
-		HeartbeatInterval: p.cfg.heartbeat,
-		SessionTimeout:    p.cfg.sessionTimeout,
-		RebalanceTimeout:  p.cfg.rebalanceTimeout,
-		JoinGroupBackoff:  p.cfg.heartbeat,
-		StartOffset:       kafka.FirstOffset,
-		Logger:            persisterKafkaLogger{p.log, slog.LevelDebug},
-		ErrorLogger:       persisterKafkaLogger{p.log, slog.LevelWarn},
-	})
-	if err != nil { // only a configuration the options cannot produce
-		p.log.Error("persister cannot create its consumer group", "err", err)
-		persisterSleep(ctx, p.cfg.topicRefresh)
-		return
-	}
-	defer cg.Close() // leaves the group
-	var orphans sync.WaitGroup
-	defer orphans.Wait() // after cancel, below
-
+// It returns an error only when this member was fenced.
+func (p *Persister) consume(ctx context.Context, member *groupMember, topics persistedTopics) error {
 	gctx, cancel := context.WithCancel(ctx)
 	watched := make(chan struct{})
 	go func() {
@@ -215,24 +210,18 @@ func (p *Persister) consume(ctx context.Context, topics persistedTopics) {
 	defer func() { cancel(); <-watched }()
 
 	p.log.Info("persister following topics", "topics", topics.String())
-	member := "" // of the last generation, until kafka-go forgets it
 	for {
-		gen, err := cg.Next(gctx)
+		gen, err := member.join(gctx, topics)
 		if gctx.Err() != nil {
-			return
+			return nil
 		}
 		if err != nil {
-			p.log.Warn("persister cannot join its consumer group; retrying", "err", err)
-			// Every error but RebalanceInProgress makes kafka-go drop
-			// its member id and join again as a new member.
-			if old := member; old != "" && !errors.Is(err, kafka.RebalanceInProgress) {
-				member = ""
-				orphans.Go(func() { p.leaveOrphan(gctx, old) })
-			}
-			continue
+			return err
 		}
-		member = gen.MemberID
-		p.runGeneration(gctx, gen)
+		p.runGeneration(ctx, gctx, member, gen)
+		if gen.fenced.Load() {
+			return ErrGroupInstanceFenced
+		}
 	}
 }
 
@@ -271,6 +260,16 @@ type persistPartition struct {
 	tracker       *offsetTracker
 	highWaterMark atomic.Int64 // -1 unknown
 	firstOffset   atomic.Int64 // first offset read; -1 before
+	// priorDoubt: offsets, sorted, whose write the previous owner
+	// abandoned mid-flight (from the committed offset's metadata).
+	priorDoubt []int64
+}
+
+// priorInDoubt reports whether the previous owner abandoned a write of
+// offset mid-flight.
+func (ps *persistPartition) priorInDoubt(offset int64) bool {
+	_, ok := slices.BinarySearch(ps.priorDoubt, offset)
+	return ok
 }
 
 func (p *Persister) setParts(parts []*persistPartition) {
@@ -280,44 +279,44 @@ func (p *Persister) setParts(parts []*persistPartition) {
 }
 
 // runGeneration consumes the partitions of one generation until it ends
-// (rebalance) or ctx ends.
-func (p *Persister) runGeneration(ctx context.Context, gen *kafka.Generation) {
-	g := &persistGeneration{p: p, gen: gen, commitNow: make(chan struct{}, 1)}
+// (rebalance) or ctx ends. runCtx is Run's: its end, rather than a
+// rebalance's, shortens the drain.
+func (p *Persister) runGeneration(runCtx, ctx context.Context, member *groupMember, gen *generation) {
+	defer func() { gen.end(); <-gen.done }()
+	g := &persistGeneration{p: p, member: member, gen: gen, runCtx: runCtx, commitNow: make(chan struct{}, 1)}
 	var assigned []string
-	for _, topic := range slices.Sorted(maps.Keys(gen.Assignments)) {
+	for _, topic := range slices.Sorted(maps.Keys(gen.assigned)) {
 		var ids []string
-		for _, a := range gen.Assignments[topic] {
-			ps := &persistPartition{topic: topic, partition: a.ID, start: a.Offset, tracker: newOffsetTracker(a.Offset)}
+		for _, id := range slices.Sorted(maps.Keys(gen.assigned[topic])) {
+			st := gen.assigned[topic][id]
+			ps := &persistPartition{topic: topic, partition: id, start: st.offset, tracker: newOffsetTracker(st.offset)}
+			ps.priorDoubt = st.inDoubt
 			ps.highWaterMark.Store(-1)
 			ps.firstOffset.Store(-1)
 			g.parts = append(g.parts, ps)
-			ids = append(ids, fmt.Sprint(a.ID))
+			ids = append(ids, fmt.Sprint(id))
 		}
 		if len(ids) > 0 {
 			assigned = append(assigned, topic+"["+strings.Join(ids, " ")+"]")
 		}
 	}
-	p.stats.generation.Store(gen.ID)
+	p.stats.generation.Store(int32(gen.id))
 	p.setParts(g.parts)
 	defer p.setParts(nil)
 	p.ready.Store(true)
-	p.log.Info("persister joined a group generation", "generation", gen.ID, "member", gen.MemberID,
+	p.log.Info("persister joined a group generation", "generation", gen.id, "member", gen.memberID,
 		"partitions", len(g.parts), "assigned", strings.Join(assigned, " "))
-
-	done := make(chan struct{})
-	gen.Start(func(genCtx context.Context) {
-		defer close(done)
-		g.run(ctx, genCtx)
-	})
-	<-done
-	p.log.Info("persister left a group generation", "generation", gen.ID)
+	g.run(ctx, gen.ctx)
+	p.log.Info("persister left a group generation", "generation", gen.id)
 }
 
 // persistGeneration runs the pipeline of one generation: a reader per partition,
 // a batcher, writers, a committer.
 type persistGeneration struct {
 	p         *Persister
-	gen       *kafka.Generation
+	member    *groupMember
+	gen       *generation
+	runCtx    context.Context
 	parts     []*persistPartition
 	commitNow chan struct{}
 }
@@ -348,7 +347,7 @@ func (g *persistGeneration) run(runCtx, genCtx context.Context) {
 	for range p.cfg.writeConcurrency {
 		writers.Go(func() {
 			for b := range batches {
-				g.write(wctx, b)
+				g.write(wctx, ctx, b)
 			}
 		})
 	}
@@ -359,17 +358,26 @@ func (g *persistGeneration) run(runCtx, genCtx context.Context) {
 	}()
 
 	<-ctx.Done()
+	// Writes in flight may finish: for the drain timeout after a
+	// rebalance, for less after Run's end, so that Run returns soon.
 	drain := time.AfterFunc(p.cfg.drainTimeout, wcancel)
 	defer drain.Stop()
+	shorten := context.AfterFunc(g.runCtx, func() { drain.Reset(min(p.cfg.drainTimeout, persisterShutdownDrain)) })
+	defer shorten()
 	readers.Wait()
 	close(records)
 	for r := range records { // not batched: abandoned
+		g.abandon(r)
 		p.budget.release(r.charged)
 	}
 	<-batched
 	writers.Wait()
 	<-committed
-	g.commit() // what the writers settled while draining
+	// What the writers settled while draining. The generation is still
+	// current while the group rebalances, so the commit is accepted.
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(runCtx), persisterFinalCommitTimeout)
+	defer ccancel()
+	g.commit(cctx)
 }
 
 // persistRecord is one record read, on its way to the primary or the
@@ -382,11 +390,16 @@ type persistRecord struct {
 	act        *store.Activation // nil: dead-letter it
 	deadReason string
 	deadErr    error
+	// inDoubt: a write of it failed without a verdict (a timeout, a
+	// lost connection, the drain's end), so it may be in the primary.
+	inDoubt bool
 }
 
 // persistRecordOverhead is the weight of a record beyond its bytes: the
-// kafka.Message, the decoded structures, the bookkeeping.
-const persistRecordOverhead = 512
+// kafka.Message and its headers, the decoded activation's structures and
+// strings beyond its JSON, the bookkeeping. Measured: a ~450-byte record
+// takes ~1.8 KB of heap while in flight (TestPersistRecordWeight).
+const persistRecordOverhead = 1024
 
 // fetchMaxBytes sizes a partition reader's fetches from the in-flight cap.
 func (p *Persister) fetchMaxBytes() int {
@@ -443,27 +456,31 @@ func (g *persistGeneration) read(ctx context.Context, ps *persistPartition, out 
 		}
 		expected = m.Offset + 1
 		rec := &persistRecord{msg: m, ps: ps}
-		charged, err := p.budget.acquire(ctx, 2*int64(len(m.Value)+len(m.Key))+persistRecordOverhead)
+		charged, err := p.budget.acquire(ctx, persistRecordWeight(&m))
 		if err != nil {
-			return
+			return // not read: the next owner reads it
 		}
 		rec.charged = charged
 		ps.tracker.add(m.Offset)
+		p.stats.read.Add(1)
 		ps.firstOffset.CompareAndSwap(-1, m.Offset)
 		if m.HighWaterMark > ps.highWaterMark.Load() {
 			ps.highWaterMark.Store(m.HighWaterMark)
 		}
 		if g.skipMarked(rec) { // HeaderStoreSkip: see storeskip.go
+			p.budget.release(rec.charged)
 			continue
 		}
 		if !p.classify(rec) {
 			p.stats.skipped.Add(1)
 			g.settle(rec)
+			p.budget.release(rec.charged)
 			continue
 		}
 		select {
 		case out <- rec:
 		case <-ctx.Done():
+			g.abandon(rec)
 			p.budget.release(rec.charged)
 			return
 		}
@@ -509,6 +526,7 @@ func (g *persistGeneration) batchLoop(ctx context.Context, in <-chan *persistRec
 	defer timer.Stop()
 	abandon := func() {
 		for _, r := range cur {
+			g.abandon(r)
 			g.p.budget.release(r.charged)
 		}
 		cur = nil
@@ -523,6 +541,7 @@ func (g *persistGeneration) batchLoop(ctx context.Context, in <-chan *persistRec
 			case out <- cur:
 				cur, bytes, ripe = nil, 0, false
 			case <-ctx.Done():
+				g.abandon(r)
 				g.p.budget.release(r.charged)
 				return false
 			}
@@ -586,9 +605,16 @@ func (g *persistGeneration) batchLoop(ctx context.Context, in <-chan *persistRec
 }
 
 // write persists one batch and dead-letters its poison records, settling
-// every record that is done. ctx ends a drain timeout after the generation.
-func (g *persistGeneration) write(ctx context.Context, batch []*persistRecord) {
+// every record that is done. ctx ends a drain timeout after the generation;
+// no write is retried after stop ends. The batch's records are released
+// from the in-flight budget together, when the batch is done with.
+func (g *persistGeneration) write(ctx, stop context.Context, batch []*persistRecord) {
 	p := g.p
+	defer func() {
+		for _, r := range batch {
+			p.budget.release(r.charged)
+		}
+	}()
 	start := time.Now()
 	var persist, dead []*persistRecord
 	for _, r := range batch {
@@ -598,24 +624,29 @@ func (g *persistGeneration) write(ctx context.Context, batch []*persistRecord) {
 			dead = append(dead, r)
 		}
 	}
-	dead = append(dead, p.persist(ctx, persist, g.settle)...)
+	dead = append(dead, p.persist(ctx, stop, persist, g.settle, g.abandon)...)
 	if p.deadLetter(ctx, dead) {
 		for _, r := range dead {
 			g.settle(r)
 		}
 	} else {
 		for _, r := range dead {
-			p.budget.release(r.charged) // abandoned: read again by the next owner
+			g.abandon(r) // read again by the next owner
 		}
 	}
 	p.stats.batchDone(len(batch), time.Since(start))
 }
 
-// persist writes rs to the primary, retrying transient failures until ctx
-// ends. It settles the records persisted or found already persisted,
-// releases unsettled those still failing when ctx ends, and returns those
-// the primary rejects as invalid.
-func (p *Persister) persist(ctx context.Context, rs []*persistRecord, settle func(*persistRecord)) (invalid []*persistRecord) {
+// persist writes rs to the primary, retrying transient failures until
+// stop or ctx ends. It settles the records persisted or found already
+// persisted, abandons (unsettled) those still failing at the end, and
+// returns those the primary rejects as invalid.
+//
+// A record found already persisted counts as persisted, not as a
+// conflict, when an earlier write of it may have landed: a failed attempt
+// here, or one its previous owner abandoned mid-flight (see
+// offsetTracker.abandon).
+func (p *Persister) persist(ctx, stop context.Context, rs []*persistRecord, settle, abandon func(*persistRecord)) (invalid []*persistRecord) {
 	pending := rs
 	for attempt := 1; len(pending) > 0; attempt++ {
 		errs := p.storeAll(ctx, pending)
@@ -629,12 +660,18 @@ func (p *Persister) persist(ctx context.Context, rs []*persistRecord, settle fun
 				p.stats.age.observe(now.Sub(r.msg.Time))
 				settle(r)
 			case errors.Is(err, store.ErrConflict):
-				p.stats.conflicts.Add(1)
+				if r.inDoubt || r.ps.priorInDoubt(r.msg.Offset) {
+					p.stats.persisted.Add(1) // our earlier write landed
+					p.stats.redelivered.Add(1)
+				} else {
+					p.stats.conflicts.Add(1)
+				}
 				settle(r)
 			case errors.Is(err, store.ErrInvalid):
 				r.deadReason, r.deadErr = DeadLetterInvalid, err
 				invalid = append(invalid, r)
 			default:
+				r.inDoubt = true
 				retry = append(retry, r)
 				lastErr = err
 			}
@@ -642,12 +679,12 @@ func (p *Persister) persist(ctx context.Context, rs []*persistRecord, settle fun
 		if len(retry) == 0 {
 			break
 		}
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && stop.Err() == nil {
 			p.stats.retries.Add(1)
 			wait := p.backoff(attempt)
 			p.log.Warn("persister write to the primary failed; retrying without committing",
 				append(persistRecordAttrs(retry), "attempt", attempt, "backoff", wait, "err", lastErr)...)
-			if persisterSleep(ctx, wait) {
+			if persisterSleep(stop, wait) && ctx.Err() == nil {
 				pending = retry
 				continue
 			}
@@ -655,7 +692,7 @@ func (p *Persister) persist(ctx context.Context, rs []*persistRecord, settle fun
 		p.log.Warn("persister abandons records on shutdown or rebalance; they stay uncommitted",
 			append(persistRecordAttrs(retry), "err", lastErr)...)
 		for _, r := range retry {
-			p.budget.release(r.charged)
+			abandon(r)
 		}
 		break
 	}
@@ -730,7 +767,8 @@ func (p *Persister) storeEach(ctx context.Context, rs []*persistRecord) []error 
 	return errs
 }
 
-// settle marks r done in its partition and frees its budget.
+// settle marks r done in its partition. Its budget is released by whoever
+// holds it.
 func (g *persistGeneration) settle(r *persistRecord) {
 	if r.ps.tracker.settle(r.msg.Offset) {
 		select {
@@ -738,7 +776,26 @@ func (g *persistGeneration) settle(r *persistRecord) {
 		default:
 		}
 	}
-	g.p.budget.release(r.charged)
+}
+
+// abandon counts r as read but left for the partition's next owner, and
+// remembers it when a write of it may have landed.
+func (g *persistGeneration) abandon(r *persistRecord) {
+	g.p.stats.abandoned.Add(1)
+	if r.inDoubt || r.ps.priorInDoubt(r.msg.Offset) {
+		r.ps.tracker.abandonInDoubt(r.msg.Offset)
+	}
+}
+
+// persistRecordWeight is what a record read counts against the in-flight
+// budget: its bytes twice (the raw record, kept for dead-lettering, and
+// the decoded activation) and the overhead.
+func persistRecordWeight(m *kafka.Message) int64 {
+	n := int64(len(m.Value) + len(m.Key))
+	for _, h := range m.Headers {
+		n += int64(len(h.Key) + len(h.Value))
+	}
+	return 2*n + persistRecordOverhead
 }
 
 // commitLoop commits as the watermarks move, and periodically.
@@ -752,39 +809,40 @@ func (g *persistGeneration) commitLoop(ctx context.Context) {
 		case <-g.commitNow:
 		case <-t.C:
 		}
-		g.commit()
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		g.commit(cctx)
+		cancel()
 	}
 }
 
-// commit commits every partition's watermark that moved.
-func (g *persistGeneration) commit() {
-	offsets := map[string]map[int]int64{}
+// commit commits every partition's watermark that moved, with the offsets
+// left in doubt above it as the commit's metadata.
+func (g *persistGeneration) commit(ctx context.Context) {
+	offsets := map[string][]kafka.OffsetCommit{}
 	type commit struct {
-		ps  *persistPartition
-		off int64
+		ps   *persistPartition
+		off  int64
+		meta string
 	}
 	var done []commit
 	for _, ps := range g.parts {
-		if off, ok := ps.tracker.toCommit(); ok {
-			if offsets[ps.topic] == nil {
-				offsets[ps.topic] = map[int]int64{}
-			}
-			offsets[ps.topic][ps.partition] = off
-			done = append(done, commit{ps, off})
+		if off, meta, ok := ps.tracker.toCommit(); ok {
+			offsets[ps.topic] = append(offsets[ps.topic], kafka.OffsetCommit{Partition: ps.partition, Offset: off, Metadata: meta})
+			done = append(done, commit{ps, off, meta})
 		}
 	}
 	if len(done) == 0 {
 		return
 	}
-	if err := g.gen.CommitOffsets(offsets); err != nil {
+	if err := g.member.commit(ctx, g.gen, offsets); err != nil {
 		g.p.stats.commitErrors.Add(1)
 		g.p.log.Warn("persister cannot commit offsets; they will be committed later or read again",
-			"generation", g.gen.ID, "err", err)
+			"generation", g.gen.id, "err", err)
 		return
 	}
 	g.p.stats.commits.Add(1)
 	for _, c := range done {
-		c.ps.tracker.committedAt(c.off)
+		c.ps.tracker.committedAt(c.off, c.meta)
 	}
 }
 

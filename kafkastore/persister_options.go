@@ -55,6 +55,7 @@ type persisterConfig struct {
 	sessionTimeout      time.Duration
 	rebalanceTimeout    time.Duration
 	heartbeat           time.Duration
+	groupInstanceID     string
 }
 
 func defaultPersisterConfig() persisterConfig {
@@ -276,6 +277,31 @@ func WithGroupTimeouts(session, rebalance, heartbeat time.Duration) Option {
 			return fmt.Errorf("timeouts (session %v, rebalance %v, heartbeat %v): need positive values and heartbeat < session", session, rebalance, heartbeat)
 		}
 		c.sessionTimeout, c.rebalanceTimeout, c.heartbeat = session, rebalance, heartbeat
+		return nil
+	})
+}
+
+// WithGroupInstanceID makes the persister a static member of its consumer
+// group (KIP-345, group.instance.id; brokers 2.3 and later): id names this
+// persister instance, and must be stable across its restarts and distinct
+// from every other persister of the group — a pod name (a StatefulSet's
+// persister-0, or a Deployment pod's name, which survives container
+// restarts). Default none: a dynamic member.
+//
+// A static member that restarts within the session timeout takes its
+// partitions back without a rebalance, so a crash-looping persister does
+// not stop the others; and it does not leave the group when Run returns:
+// its partitions wait for it until the session timeout
+// (WithGroupTimeouts) expires it. A dynamic member joins afresh on each
+// start and leaves on each stop, and every join and leave rebalances the
+// whole group. Two live persisters with the same id fence each other: Run
+// returns ErrGroupInstanceFenced.
+func WithGroupInstanceID(id string) Option {
+	return persisterOption("WithGroupInstanceID", func(c *persisterConfig) error {
+		if len(id) > 249 || !persisterTopicName.MatchString(id) && id != "" {
+			return fmt.Errorf("group instance id %q: want at most 249 characters of [a-zA-Z0-9._-]", id)
+		}
+		c.groupInstanceID = id
 		return nil
 	})
 }
