@@ -103,15 +103,15 @@ type PartitionLag struct {
 }
 
 type persisterCounters struct {
-	read, persisted, conflicts, skipped    atomic.Int64
-	redelivered, abandoned, retries        atomic.Int64
-	storeSkipped                           atomic.Int64
-	deadLettered, deadLetterRetries        atomic.Int64
-	commits, commitErrors                  atomic.Int64
-	batches, batchRecords, batchNanos      atomic.Int64
-	lastBatchRecords, lastBatchNanos       atomic.Int64
-	generation                             atomic.Int32
-	age                                    ageHistogram
+	read, persisted, conflicts, skipped atomic.Int64
+	redelivered, abandoned, retries     atomic.Int64
+	storeSkipped                        atomic.Int64
+	deadLettered, deadLetterRetries     atomic.Int64
+	commits, commitErrors               atomic.Int64
+	batches, batchRecords, batchNanos   atomic.Int64
+	lastBatchRecords, lastBatchNanos    atomic.Int64
+	generation                          atomic.Int32
+	age                                 ageHistogram
 }
 
 func (c *persisterCounters) batchDone(records int, d time.Duration) {
