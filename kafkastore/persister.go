@@ -58,6 +58,8 @@ type Persister struct {
 
 	apis            []persisterAPI // request versions the brokers must accept
 	versionsChecked bool           // a broker accepted them, in this Run
+
+	crashForTest bool // Run returns without LeaveGroup, as a killed process would
 }
 
 // NewPersister returns a persister of records into primary. WithBrokers is
@@ -149,7 +151,9 @@ func (p *Persister) Run(ctx context.Context) error {
 		"deadLetterTopic", p.cfg.deadLetterTopic, "primaryBatches", p.batch != nil,
 		"groupInstanceId", p.cfg.groupInstanceID)
 	member := newGroupMember(p)
-	defer member.leave(persisterLeaveTimeout)
+	if !p.crashForTest {
+		defer member.leave(persisterLeaveTimeout)
+	}
 	idle := false
 	for attempt := 1; ctx.Err() == nil; {
 		topics, err := p.discoverTopics(ctx)

@@ -184,7 +184,8 @@ func TestPersisterGroupSurvivesACrashLoopingMember(t *testing.T) {
 	})
 	sp := startSteadyProducer(t, b, topic, "churn", rate)
 
-	// The fourth: up for 2 s, stopped, started again at once.
+	// The fourth: up for 2 s, stopped without leaving the group (as a
+	// crash would), started again at once.
 	churnDone := make(chan struct{})
 	var fourth []*Persister
 	var restarts int
@@ -192,6 +193,7 @@ func TestPersisterGroupSurvivesACrashLoopingMember(t *testing.T) {
 		defer close(churnDone)
 		for end := time.Now().Add(churn); time.Now().Before(end); {
 			p := newP(3)
+			p.crashForTest = true // no LeaveGroup: as a crashing process
 			fourth = append(fourth, p)
 			restarts++
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
