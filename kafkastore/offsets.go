@@ -31,12 +31,33 @@ type offsetTracker struct {
 	// that may have landed; committedMeta is the metadata committed last.
 	doubt         []int64
 	committedMeta string
+	// settled below next, not yet committed: counted once committed.
+	uncommitted []trackedOffset
 }
 
 type trackedOffset struct {
 	offset  int64
 	settled bool
+	ending  ending
 }
+
+// ending is how a settled record ended. Endings are counted in the
+// persister's stats only once committed: a record settled above the
+// partition's last commit is read again by the next owner, and ends there.
+type ending uint8
+
+const (
+	endPersisted   ending = iota
+	endRedelivered        // persisted: found stored after an abandoned write
+	endConflict
+	endSkipped
+	endStoreSkipped
+	endDeadLettered
+	numEndings
+)
+
+// endings counts records by ending.
+type endings [numEndings]int64
 
 // newOffsetTracker starts at the group's committed offset, or -1 when the
 // group has none (the partition is read from its earliest offset).
@@ -62,7 +83,7 @@ func (t *offsetTracker) add(offset int64) {
 
 // settle marks a record settled and advances the watermark over the
 // settled prefix. It reports whether the watermark moved.
-func (t *offsetTracker) settle(offset int64) bool {
+func (t *offsetTracker) settle(offset int64, e ending) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	live := t.pending[t.head:]
@@ -70,12 +91,13 @@ func (t *offsetTracker) settle(offset int64) bool {
 	if i == len(live) || live[i].offset != offset || live[i].settled {
 		return false // not ours (an abandoned generation's record) or settled twice
 	}
-	live[i].settled = true
+	live[i].settled, live[i].ending = true, e
 	if i != 0 {
 		return false
 	}
 	for t.head < len(t.pending) && t.pending[t.head].settled {
 		t.next = t.pending[t.head].offset + 1
+		t.uncommitted = append(t.uncommitted, t.pending[t.head])
 		t.head++
 	}
 	if t.head == len(t.pending) {
@@ -112,13 +134,58 @@ func (t *offsetTracker) toCommit() (int64, string, bool) {
 	return t.next, meta, t.next > t.committed || (t.next == t.committed && meta != t.committedMeta)
 }
 
-// committedAt records a successful commit of offset with metadata.
-func (t *offsetTracker) committedAt(offset int64, meta string) {
+// committedAt records a successful commit of offset with metadata, and
+// returns the endings of the records it committed.
+func (t *offsetTracker) committedAt(offset int64, meta string) (done endings) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if offset >= t.committed {
 		t.committed, t.committedMeta = offset, meta
 	}
+	n := 0
+	for _, r := range t.uncommitted {
+		if r.offset >= offset {
+			break
+		}
+		done[r.ending]++
+		n++
+	}
+	t.uncommitted = t.uncommitted[n:]
+	if len(t.uncommitted) == 0 {
+		t.uncommitted = nil
+	}
+	return done
+}
+
+// closing prepares the generation's last commit: the records persisted
+// above the watermark (past a record still unsettled) are read again by
+// the next owner, who will find them stored; they join the offsets in
+// doubt, so that it counts them as persisted rather than as conflicts.
+func (t *offsetTracker) closing() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, r := range t.pending[t.head:] {
+		if r.settled && (r.ending == endPersisted || r.ending == endRedelivered) {
+			if i, found := slices.BinarySearch(t.doubt, r.offset); !found {
+				t.doubt = slices.Insert(t.doubt, i, r.offset)
+			}
+		}
+	}
+}
+
+// leftOver returns how many settled records were not committed when the
+// generation ended: the next owner reads them again.
+func (t *offsetTracker) leftOver() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := int64(len(t.uncommitted))
+	for _, r := range t.pending[t.head:] {
+		if r.settled {
+			n++
+		}
+	}
+	t.uncommitted = nil
+	return n
 }
 
 // inDoubtPrefix starts the metadata of a commit that names offsets in

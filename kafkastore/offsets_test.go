@@ -17,7 +17,7 @@ func TestOffsetTrackerCommitsContiguousPrefix(t *testing.T) {
 	}
 	step := func(settle int64, want int64, wantOK bool) {
 		t.Helper()
-		tr.settle(settle)
+		tr.settle(settle, endPersisted)
 		got, _, ok := tr.toCommit()
 		if got != want || ok != wantOK {
 			t.Fatalf("after settling %d: toCommit = %d, %v; want %d, %v", settle, got, ok, want, wantOK)
@@ -33,7 +33,7 @@ func TestOffsetTrackerCommitsContiguousPrefix(t *testing.T) {
 	if _, _, ok := tr.toCommit(); ok {
 		t.Fatal("commit again without progress")
 	}
-	if tr.settle(20) || tr.settle(99) {
+	if tr.settle(20, endPersisted) || tr.settle(99, endPersisted) {
 		t.Fatal("settling twice or settling an unknown offset moved the watermark")
 	}
 	next, committed, inFlight := tr.positions()
@@ -57,7 +57,7 @@ func TestOffsetTrackerRandomOrder(t *testing.T) {
 	order := rand.Perm(n)
 	settled := make([]bool, n)
 	for _, i := range order {
-		tr.settle(offs[i])
+		tr.settle(offs[i], endPersisted)
 		settled[i] = true
 		prefix := 0
 		for prefix < n && settled[prefix] {

@@ -263,4 +263,3 @@ func TestPersisterGroupSurvivesACrashLoopingMember(t *testing.T) {
 			sum.endings(), sum.persisted, sum.conflicts, sum.skipped, sum.storeSkipped, sum.deadLettered, len(as))
 	}
 }
-

@@ -17,9 +17,15 @@ import (
 //
 //	Read == Persisted + Conflicts + Skipped + StoreSkipped + DeadLettered + Abandoned
 //
-// and, while it runs, the difference is the records in flight. Across the
-// persisters of a group, every record published ends once in one of the
-// five endings, or in LostToRetention (deleted by Kafka unread).
+// and, while it runs, the difference is the records in flight. An ending
+// is counted once its offset is committed; a record settled but not
+// committed when the generation ends (it lies past a record abandoned
+// unsettled) is counted as abandoned, as the next owner reads it again.
+// So, across the persisters of a group, through rebalances and restarts,
+// every record published ends once in one of the five endings, or in
+// LostToRetention (deleted by Kafka unread) — unless an offset commit
+// fails at a generation's end, when the records it would have committed
+// end twice.
 type PersisterStats struct {
 	// Read counts records read from the topics (each delivery: a record
 	// read again after a rebalance counts again).
@@ -112,6 +118,16 @@ type persisterCounters struct {
 	lastBatchRecords, lastBatchNanos    atomic.Int64
 	generation                          atomic.Int32
 	age                                 ageHistogram
+}
+
+// ended counts committed records by ending.
+func (c *persisterCounters) ended(e endings) {
+	c.persisted.Add(e[endPersisted] + e[endRedelivered])
+	c.redelivered.Add(e[endRedelivered])
+	c.conflicts.Add(e[endConflict])
+	c.skipped.Add(e[endSkipped])
+	c.storeSkipped.Add(e[endStoreSkipped])
+	c.deadLettered.Add(e[endDeadLettered])
 }
 
 func (c *persisterCounters) batchDone(records int, d time.Duration) {
