@@ -28,14 +28,14 @@ func newCollector(p *kafkastore.Persister) *collector {
 		return prometheus.NewDesc("activation_persister_"+name, help, labels, nil)
 	}
 	return &collector{
-		p:                p,
+		p: p,
 		read: d("read_total", "Records read from Kafka (each delivery). Once the persister stops, read_total = "+
 			"persisted_total + conflicts_total + skipped_total + store_skipped_total + dead_lettered_total + abandoned_total."),
 		persisted: d("persisted_total", "Activations written to the primary store, including those found there after "+
 			"an earlier write of theirs was abandoned mid-flight (redelivered_total)."),
-		redelivered: d("redelivered_total", "Activations of persisted_total found already stored after a write of them was abandoned mid-flight."),
-		conflicts:   d("conflicts_total", "Activations the primary store had already with no abandoned write on record (duplicates); not in persisted_total."),
-		abandoned:   d("abandoned_total", "Records read and left uncommitted on a rebalance or shutdown, for the partition's next owner to read again."),
+		redelivered:      d("redelivered_total", "Activations of persisted_total found already stored after a write of them was abandoned mid-flight."),
+		conflicts:        d("conflicts_total", "Activations the primary store had already with no abandoned write on record (duplicates); not in persisted_total."),
+		abandoned:        d("abandoned_total", "Records read and left uncommitted on a rebalance or shutdown, for the partition's next owner to read again."),
 		skipped:          d("skipped_total", "Records that carry no activation (completion messages, shrunk results)."),
 		storeSkipped:     d("store_skipped_total", storeSkippedHelp),
 		retries:          d("retries_total", "Failed primary writes that were retried."),
