@@ -121,7 +121,7 @@ func TestServiceMetricsAccountForEveryRecord(t *testing.T) {
 	waitAllEnded(first, second)
 	final = append(final, scrape(first))
 	require.NoError(t, first.Terminate(t, 30*time.Second)) // a restart
-	third := start("acct-a") // the same instance: a static member back
+	third := start("acct-a")                               // the same instance: a static member back
 	publishMixed()
 	waitAllEnded(second, third)
 	for _, svc := range []*servicetest.Service{second, third} {
