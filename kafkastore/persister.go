@@ -147,7 +147,7 @@ func (p *Persister) Run(ctx context.Context) error {
 	p.dlqWriter = p.newDeadLetterWriter()
 	defer p.dlqWriter.Close()
 
-	p.log.Info("persister started", "pattern", p.cfg.topicPattern.String(),
+	p.log.Info("persister running", "pattern", p.cfg.topicPattern.String(),
 		"deadLetterTopic", p.cfg.deadLetterTopic, "primaryBatches", p.batch != nil,
 		"groupInstanceId", p.cfg.groupInstanceID)
 	member := newGroupMember(p)

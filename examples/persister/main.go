@@ -358,8 +358,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		defer cancel()
 		_ = srv.Shutdown(shutdownCtx)
 	}()
-	// "persister started" is the library's line, once Run starts.
-	logger.Info("persister service listening", "listen", ln.Addr().String(), "group", s.groupID, "groupInstanceId", s.groupInstanceID, "pattern", s.topicPattern,
+	// The service's start, once: the library logs "persister running"
+	// when Run starts consuming.
+	logger.Info("persister started", "listen", ln.Addr().String(), "group", s.groupID, "groupInstanceId", s.groupInstanceID, "pattern", s.topicPattern,
 		"couchdb", redactedURL(s.couchURL), "db", s.db, "sasl", s.saslMechanism, "tls", s.tls)
 
 	cs, err := openCouchDB(ctx, s, logger)
