@@ -127,6 +127,7 @@ func (p *Persister) Run(ctx context.Context) error {
 		return ErrPersisterRunning
 	}
 	defer p.running.Store(false)
+	defer p.log.Info("persister stopped") // however Run returns: the service relies on it
 	p.versionsChecked = false
 	defer p.ready.Store(false)
 
@@ -187,7 +188,6 @@ func (p *Persister) Run(ctx context.Context) error {
 			}
 		}
 	}
-	p.log.Info("persister stopped")
 	return nil
 }
 
