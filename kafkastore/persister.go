@@ -111,17 +111,19 @@ func NewPersister(primary store.Store, opts ...Option) (*Persister, error) {
 func (p *Persister) Ready() bool { return p.ready.Load() }
 
 // Run consumes until ctx ends, then shuts down gracefully: it stops
-// fetching, lets writes in flight finish for up to the drain timeout
-// (WithDrainTimeout), commits what is persisted, leaves the group, and
-// returns nil. Records not persisted by then are not committed; the next
-// owner of their partition reads them again.
-//
+// fetching, lets writes in flight finish for up to 750 ms (or the drain
+// timeout, WithDrainTimeout, when shorter), commits what is persisted,
+// leaves the group (a dynamic member; a static one, WithGroupInstanceID,
+// stays for its restart), and returns nil — within 2 s of ctx's end,
+// whatever it was doing: joining, waiting for the group's assignment,
+// fetching, retrying a write.//
 // Run keeps going through broker, network and primary failures, logging
 // and retrying. It returns an error only when it cannot start: it is
 // running already (ErrPersisterRunning), the dead-letter topic can be
-// neither found nor created, or a broker does not accept the request
+// neither found nor created, a broker does not accept the request
 // versions kafka-go sends (ErrUnsupportedBroker, a *BrokerVersionError
-// naming the request and the fix), which no retry would cure.
+// naming the request and the fix), which no retry would cure, or another
+// live persister took its group instance id (ErrGroupInstanceFenced).
 func (p *Persister) Run(ctx context.Context) error {
 	if !p.running.CompareAndSwap(false, true) {
 		return ErrPersisterRunning
