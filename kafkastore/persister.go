@@ -116,7 +116,8 @@ func (p *Persister) Ready() bool { return p.ready.Load() }
 // leaves the group (a dynamic member; a static one, WithGroupInstanceID,
 // stays for its restart), and returns nil — within 2 s of ctx's end,
 // whatever it was doing: joining, waiting for the group's assignment,
-// fetching, retrying a write.//
+// fetching, retrying a write.
+//
 // Run keeps going through broker, network and primary failures, logging
 // and retrying. It returns an error only when it cannot start: it is
 // running already (ErrPersisterRunning), the dead-letter topic can be
