@@ -129,7 +129,6 @@ func (p *Persister) deadLetter(ctx context.Context, rs []*persistRecord) bool {
 					"topic", r.msg.Topic, "partition", r.msg.Partition, "offset", r.msg.Offset,
 					"reason", r.deadReason, "err", r.deadErr, "deadLetterTopic", p.cfg.deadLetterTopic)
 			}
-			p.stats.deadLettered.Add(int64(len(rs)))
 			return true
 		}
 		if ctx.Err() != nil {

@@ -9,7 +9,7 @@ import (
 
 func TestOffsetTrackerCommitsContiguousPrefix(t *testing.T) {
 	tr := newOffsetTracker(-1)
-	if _, ok := tr.toCommit(); ok {
+	if _, _, ok := tr.toCommit(); ok {
 		t.Fatal("commit before any record")
 	}
 	for _, off := range []int64{10, 11, 13, 14, 20} { // gaps: compaction, markers
@@ -17,23 +17,23 @@ func TestOffsetTrackerCommitsContiguousPrefix(t *testing.T) {
 	}
 	step := func(settle int64, want int64, wantOK bool) {
 		t.Helper()
-		tr.settle(settle)
-		got, ok := tr.toCommit()
+		tr.settle(settle, endPersisted)
+		got, _, ok := tr.toCommit()
 		if got != want || ok != wantOK {
 			t.Fatalf("after settling %d: toCommit = %d, %v; want %d, %v", settle, got, ok, want, wantOK)
 		}
 	}
 	step(13, 10, true) // 10 not settled: only the position of the first record
-	tr.committedAt(10)
+	tr.committedAt(10, "")
 	step(14, 10, false)
 	step(10, 11, true)
 	step(11, 15, true) // 11, 13, 14 settled: next to read is 15
 	step(20, 21, true)
-	tr.committedAt(21)
-	if _, ok := tr.toCommit(); ok {
+	tr.committedAt(21, "")
+	if _, _, ok := tr.toCommit(); ok {
 		t.Fatal("commit again without progress")
 	}
-	if tr.settle(20) || tr.settle(99) {
+	if tr.settle(20, endPersisted) || tr.settle(99, endPersisted) {
 		t.Fatal("settling twice or settling an unknown offset moved the watermark")
 	}
 	next, committed, inFlight := tr.positions()
@@ -41,7 +41,7 @@ func TestOffsetTrackerCommitsContiguousPrefix(t *testing.T) {
 		t.Fatalf("positions = %d, %d, %d", next, committed, inFlight)
 	}
 	tr.add(30) // after a gap with nothing pending
-	if got, _ := tr.toCommit(); got != 30 {
+	if got, _, _ := tr.toCommit(); got != 30 {
 		t.Fatalf("after a gap: %d, want 30", got)
 	}
 }
@@ -57,7 +57,7 @@ func TestOffsetTrackerRandomOrder(t *testing.T) {
 	order := rand.Perm(n)
 	settled := make([]bool, n)
 	for _, i := range order {
-		tr.settle(offs[i])
+		tr.settle(offs[i], endPersisted)
 		settled[i] = true
 		prefix := 0
 		for prefix < n && settled[prefix] {
@@ -67,7 +67,7 @@ func TestOffsetTrackerRandomOrder(t *testing.T) {
 		if prefix > 0 {
 			want = offs[prefix-1] + 1
 		}
-		if got, _ := tr.toCommit(); got != want {
+		if got, _, _ := tr.toCommit(); got != want {
 			t.Fatalf("settled prefix %d: commit %d, want %d", prefix, got, want)
 		}
 	}

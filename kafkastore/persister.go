@@ -58,6 +58,8 @@ type Persister struct {
 
 	apis            []persisterAPI // request versions the brokers must accept
 	versionsChecked bool           // a broker accepted them, in this Run
+
+	crashForTest bool // Run returns without LeaveGroup, as a killed process would
 }
 
 // NewPersister returns a persister of records into primary. WithBrokers is
@@ -109,22 +111,26 @@ func NewPersister(primary store.Store, opts ...Option) (*Persister, error) {
 func (p *Persister) Ready() bool { return p.ready.Load() }
 
 // Run consumes until ctx ends, then shuts down gracefully: it stops
-// fetching, lets writes in flight finish for up to the drain timeout
-// (WithDrainTimeout), commits what is persisted, leaves the group, and
-// returns nil. Records not persisted by then are not committed; the next
-// owner of their partition reads them again.
+// fetching, lets writes in flight finish for up to 750 ms (or the drain
+// timeout, WithDrainTimeout, when shorter), commits what is persisted,
+// leaves the group (a dynamic member; a static one, WithGroupInstanceID,
+// stays for its restart), and returns nil — within 2 s of ctx's end,
+// whatever it was doing: joining, waiting for the group's assignment,
+// fetching, retrying a write.
 //
 // Run keeps going through broker, network and primary failures, logging
 // and retrying. It returns an error only when it cannot start: it is
 // running already (ErrPersisterRunning), the dead-letter topic can be
-// neither found nor created, or a broker does not accept the request
+// neither found nor created, a broker does not accept the request
 // versions kafka-go sends (ErrUnsupportedBroker, a *BrokerVersionError
-// naming the request and the fix), which no retry would cure.
+// naming the request and the fix), which no retry would cure, or another
+// live persister took its group instance id (ErrGroupInstanceFenced).
 func (p *Persister) Run(ctx context.Context) error {
 	if !p.running.CompareAndSwap(false, true) {
 		return ErrPersisterRunning
 	}
 	defer p.running.Store(false)
+	defer p.log.Info("persister stopped") // however Run returns: the service relies on it
 	p.versionsChecked = false
 	defer p.ready.Store(false)
 
@@ -145,8 +151,13 @@ func (p *Persister) Run(ctx context.Context) error {
 	p.dlqWriter = p.newDeadLetterWriter()
 	defer p.dlqWriter.Close()
 
-	p.log.Info("persister started", "pattern", p.cfg.topicPattern.String(),
-		"deadLetterTopic", p.cfg.deadLetterTopic, "primaryBatches", p.batch != nil)
+	p.log.Info("persister running", "pattern", p.cfg.topicPattern.String(),
+		"deadLetterTopic", p.cfg.deadLetterTopic, "primaryBatches", p.batch != nil,
+		"groupInstanceId", p.cfg.groupInstanceID)
+	member := newGroupMember(p)
+	if !p.crashForTest {
+		defer member.leave(persisterLeaveTimeout)
+	}
 	idle := false
 	for attempt := 1; ctx.Err() == nil; {
 		topics, err := p.discoverTopics(ctx)
@@ -174,38 +185,29 @@ func (p *Persister) Run(ctx context.Context) error {
 			persisterSleep(ctx, p.cfg.topicRefresh)
 		default:
 			idle, attempt = false, 1
-			p.consume(ctx, topics)
+			if err := p.consume(ctx, member, topics); err != nil {
+				p.log.Error("persister stops", "err", err)
+				return err
+			}
 		}
 	}
-	p.log.Info("persister stopped")
 	return nil
 }
 
+// Bounds of a shutdown, so that Run returns within 2 s of its context's
+// end whatever it was doing: writes in flight get persisterShutdownDrain
+// (or the drain timeout, when shorter), the last commit
+// persisterFinalCommitTimeout, the LeaveGroup persisterLeaveTimeout.
+const (
+	persisterShutdownDrain      = 750 * time.Millisecond
+	persisterFinalCommitTimeout = 750 * time.Millisecond
+	persisterLeaveTimeout       = 250 * time.Millisecond
+)
+
 // consume follows topics in the consumer group until ctx ends or the set of
 // matching topics changes; the caller then joins again with the new set.
-func (p *Persister) consume(ctx context.Context, topics persistedTopics) {
-	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID:                p.cfg.groupID,
-		Brokers:           p.cfg.brokers,
-		Dialer:            p.dialer,
-		Topics:            topics.names(),
-		HeartbeatInterval: p.cfg.heartbeat,
-		SessionTimeout:    p.cfg.sessionTimeout,
-		RebalanceTimeout:  p.cfg.rebalanceTimeout,
-		JoinGroupBackoff:  p.cfg.heartbeat,
-		StartOffset:       kafka.FirstOffset,
-		Logger:            persisterKafkaLogger{p.log, slog.LevelDebug},
-		ErrorLogger:       persisterKafkaLogger{p.log, slog.LevelWarn},
-	})
-	if err != nil { // only a configuration the options cannot produce
-		p.log.Error("persister cannot create its consumer group", "err", err)
-		persisterSleep(ctx, p.cfg.topicRefresh)
-		return
-	}
-	defer cg.Close() // leaves the group
-	var orphans sync.WaitGroup
-	defer orphans.Wait() // after cancel, below
-
+// It returns an error only when this member was fenced.
+func (p *Persister) consume(ctx context.Context, member *groupMember, topics persistedTopics) error {
 	gctx, cancel := context.WithCancel(ctx)
 	watched := make(chan struct{})
 	go func() {
@@ -215,24 +217,18 @@ func (p *Persister) consume(ctx context.Context, topics persistedTopics) {
 	defer func() { cancel(); <-watched }()
 
 	p.log.Info("persister following topics", "topics", topics.String())
-	member := "" // of the last generation, until kafka-go forgets it
 	for {
-		gen, err := cg.Next(gctx)
+		gen, err := member.join(gctx, topics)
 		if gctx.Err() != nil {
-			return
+			return nil
 		}
 		if err != nil {
-			p.log.Warn("persister cannot join its consumer group; retrying", "err", err)
-			// Every error but RebalanceInProgress makes kafka-go drop
-			// its member id and join again as a new member.
-			if old := member; old != "" && !errors.Is(err, kafka.RebalanceInProgress) {
-				member = ""
-				orphans.Go(func() { p.leaveOrphan(gctx, old) })
-			}
-			continue
+			return err
 		}
-		member = gen.MemberID
-		p.runGeneration(gctx, gen)
+		p.runGeneration(ctx, gctx, member, gen)
+		if gen.fenced.Load() {
+			return ErrGroupInstanceFenced
+		}
 	}
 }
 
@@ -271,6 +267,16 @@ type persistPartition struct {
 	tracker       *offsetTracker
 	highWaterMark atomic.Int64 // -1 unknown
 	firstOffset   atomic.Int64 // first offset read; -1 before
+	// priorDoubt: offsets, sorted, whose write the previous owner
+	// abandoned mid-flight (from the committed offset's metadata).
+	priorDoubt []int64
+}
+
+// priorInDoubt reports whether the previous owner abandoned a write of
+// offset mid-flight.
+func (ps *persistPartition) priorInDoubt(offset int64) bool {
+	_, ok := slices.BinarySearch(ps.priorDoubt, offset)
+	return ok
 }
 
 func (p *Persister) setParts(parts []*persistPartition) {
@@ -280,44 +286,45 @@ func (p *Persister) setParts(parts []*persistPartition) {
 }
 
 // runGeneration consumes the partitions of one generation until it ends
-// (rebalance) or ctx ends.
-func (p *Persister) runGeneration(ctx context.Context, gen *kafka.Generation) {
-	g := &persistGeneration{p: p, gen: gen, commitNow: make(chan struct{}, 1)}
+// (rebalance) or ctx ends. runCtx is Run's: its end, rather than a
+// rebalance's, shortens the drain.
+func (p *Persister) runGeneration(runCtx, ctx context.Context, member *groupMember, gen *generation) {
+	defer func() { gen.end(); <-gen.done }()
+	g := &persistGeneration{p: p, member: member, gen: gen, runCtx: runCtx, commitNow: make(chan struct{}, 1)}
 	var assigned []string
-	for _, topic := range slices.Sorted(maps.Keys(gen.Assignments)) {
+	for _, topic := range slices.Sorted(maps.Keys(gen.assigned)) {
 		var ids []string
-		for _, a := range gen.Assignments[topic] {
-			ps := &persistPartition{topic: topic, partition: a.ID, start: a.Offset, tracker: newOffsetTracker(a.Offset)}
+		for _, id := range slices.Sorted(maps.Keys(gen.assigned[topic])) {
+			st := gen.assigned[topic][id]
+			ps := &persistPartition{topic: topic, partition: id, start: st.offset, tracker: newOffsetTracker(st.offset)}
+			p.log.Debug("persister starts a partition", "generation", gen.id, "topic", topic, "partition", id, "offset", st.offset, "inDoubt", len(st.inDoubt))
+			ps.priorDoubt = st.inDoubt
 			ps.highWaterMark.Store(-1)
 			ps.firstOffset.Store(-1)
 			g.parts = append(g.parts, ps)
-			ids = append(ids, fmt.Sprint(a.ID))
+			ids = append(ids, fmt.Sprint(id))
 		}
 		if len(ids) > 0 {
 			assigned = append(assigned, topic+"["+strings.Join(ids, " ")+"]")
 		}
 	}
-	p.stats.generation.Store(gen.ID)
+	p.stats.generation.Store(int32(gen.id))
 	p.setParts(g.parts)
 	defer p.setParts(nil)
 	p.ready.Store(true)
-	p.log.Info("persister joined a group generation", "generation", gen.ID, "member", gen.MemberID,
+	p.log.Info("persister joined a group generation", "generation", gen.id, "member", gen.memberID,
 		"partitions", len(g.parts), "assigned", strings.Join(assigned, " "))
-
-	done := make(chan struct{})
-	gen.Start(func(genCtx context.Context) {
-		defer close(done)
-		g.run(ctx, genCtx)
-	})
-	<-done
-	p.log.Info("persister left a group generation", "generation", gen.ID)
+	g.run(ctx, gen.ctx)
+	p.log.Info("persister left a group generation", "generation", gen.id)
 }
 
 // persistGeneration runs the pipeline of one generation: a reader per partition,
 // a batcher, writers, a committer.
 type persistGeneration struct {
 	p         *Persister
-	gen       *kafka.Generation
+	member    *groupMember
+	gen       *generation
+	runCtx    context.Context
 	parts     []*persistPartition
 	commitNow chan struct{}
 }
@@ -348,7 +355,7 @@ func (g *persistGeneration) run(runCtx, genCtx context.Context) {
 	for range p.cfg.writeConcurrency {
 		writers.Go(func() {
 			for b := range batches {
-				g.write(wctx, b)
+				g.write(wctx, ctx, b)
 			}
 		})
 	}
@@ -359,17 +366,33 @@ func (g *persistGeneration) run(runCtx, genCtx context.Context) {
 	}()
 
 	<-ctx.Done()
+	// Writes in flight may finish: for the drain timeout after a
+	// rebalance, for less after Run's end, so that Run returns soon.
 	drain := time.AfterFunc(p.cfg.drainTimeout, wcancel)
 	defer drain.Stop()
+	shorten := context.AfterFunc(g.runCtx, func() { drain.Reset(min(p.cfg.drainTimeout, persisterShutdownDrain)) })
+	defer shorten()
 	readers.Wait()
 	close(records)
 	for r := range records { // not batched: abandoned
+		g.abandon(r)
 		p.budget.release(r.charged)
 	}
 	<-batched
 	writers.Wait()
 	<-committed
-	g.commit() // what the writers settled while draining
+	// What the writers settled while draining. The generation is still
+	// current while the group rebalances, so the commit is accepted.
+	for _, ps := range g.parts {
+		ps.tracker.closing()
+	}
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(runCtx), persisterFinalCommitTimeout)
+	defer ccancel()
+	g.commit(cctx)
+	// Settled and not committed: the next owner reads them again.
+	for _, ps := range g.parts {
+		p.stats.abandoned.Add(ps.tracker.leftOver())
+	}
 }
 
 // persistRecord is one record read, on its way to the primary or the
@@ -382,11 +405,16 @@ type persistRecord struct {
 	act        *store.Activation // nil: dead-letter it
 	deadReason string
 	deadErr    error
+	// inDoubt: a write of it failed without a verdict (a timeout, a
+	// lost connection, the drain's end), so it may be in the primary.
+	inDoubt bool
 }
 
 // persistRecordOverhead is the weight of a record beyond its bytes: the
-// kafka.Message, the decoded structures, the bookkeeping.
-const persistRecordOverhead = 512
+// kafka.Message, the decoded activation's structures, the bookkeeping.
+// Measured (TestPersistRecordWeight): a 398-byte record takes 1.6 KiB of
+// heap while in flight; 512 bytes, as before, left it charged 1.4 KiB.
+const persistRecordOverhead = 1024
 
 // fetchMaxBytes sizes a partition reader's fetches from the in-flight cap.
 func (p *Persister) fetchMaxBytes() int {
@@ -443,27 +471,30 @@ func (g *persistGeneration) read(ctx context.Context, ps *persistPartition, out 
 		}
 		expected = m.Offset + 1
 		rec := &persistRecord{msg: m, ps: ps}
-		charged, err := p.budget.acquire(ctx, 2*int64(len(m.Value)+len(m.Key))+persistRecordOverhead)
+		charged, err := p.budget.acquire(ctx, persistRecordWeight(&m))
 		if err != nil {
-			return
+			return // not read: the next owner reads it
 		}
 		rec.charged = charged
 		ps.tracker.add(m.Offset)
+		p.stats.read.Add(1)
 		ps.firstOffset.CompareAndSwap(-1, m.Offset)
 		if m.HighWaterMark > ps.highWaterMark.Load() {
 			ps.highWaterMark.Store(m.HighWaterMark)
 		}
 		if g.skipMarked(rec) { // HeaderStoreSkip: see storeskip.go
+			p.budget.release(rec.charged)
 			continue
 		}
 		if !p.classify(rec) {
-			p.stats.skipped.Add(1)
-			g.settle(rec)
+			g.settle(rec, endSkipped)
+			p.budget.release(rec.charged)
 			continue
 		}
 		select {
 		case out <- rec:
 		case <-ctx.Done():
+			g.abandon(rec)
 			p.budget.release(rec.charged)
 			return
 		}
@@ -509,6 +540,7 @@ func (g *persistGeneration) batchLoop(ctx context.Context, in <-chan *persistRec
 	defer timer.Stop()
 	abandon := func() {
 		for _, r := range cur {
+			g.abandon(r)
 			g.p.budget.release(r.charged)
 		}
 		cur = nil
@@ -523,6 +555,7 @@ func (g *persistGeneration) batchLoop(ctx context.Context, in <-chan *persistRec
 			case out <- cur:
 				cur, bytes, ripe = nil, 0, false
 			case <-ctx.Done():
+				g.abandon(r)
 				g.p.budget.release(r.charged)
 				return false
 			}
@@ -586,9 +619,16 @@ func (g *persistGeneration) batchLoop(ctx context.Context, in <-chan *persistRec
 }
 
 // write persists one batch and dead-letters its poison records, settling
-// every record that is done. ctx ends a drain timeout after the generation.
-func (g *persistGeneration) write(ctx context.Context, batch []*persistRecord) {
+// every record that is done. ctx ends a drain timeout after the generation;
+// no write is retried after stop ends. The batch's records are released
+// from the in-flight budget together, when the batch is done with.
+func (g *persistGeneration) write(ctx, stop context.Context, batch []*persistRecord) {
 	p := g.p
+	defer func() {
+		for _, r := range batch {
+			p.budget.release(r.charged)
+		}
+	}()
 	start := time.Now()
 	var persist, dead []*persistRecord
 	for _, r := range batch {
@@ -598,24 +638,29 @@ func (g *persistGeneration) write(ctx context.Context, batch []*persistRecord) {
 			dead = append(dead, r)
 		}
 	}
-	dead = append(dead, p.persist(ctx, persist, g.settle)...)
+	dead = append(dead, p.persist(ctx, stop, persist, g.settle, g.abandon)...)
 	if p.deadLetter(ctx, dead) {
 		for _, r := range dead {
-			g.settle(r)
+			g.settle(r, endDeadLettered)
 		}
 	} else {
 		for _, r := range dead {
-			p.budget.release(r.charged) // abandoned: read again by the next owner
+			g.abandon(r) // read again by the next owner
 		}
 	}
 	p.stats.batchDone(len(batch), time.Since(start))
 }
 
-// persist writes rs to the primary, retrying transient failures until ctx
-// ends. It settles the records persisted or found already persisted,
-// releases unsettled those still failing when ctx ends, and returns those
-// the primary rejects as invalid.
-func (p *Persister) persist(ctx context.Context, rs []*persistRecord, settle func(*persistRecord)) (invalid []*persistRecord) {
+// persist writes rs to the primary, retrying transient failures until
+// stop or ctx ends. It settles the records persisted or found already
+// persisted, abandons (unsettled) those still failing at the end, and
+// returns those the primary rejects as invalid.
+//
+// A record found already persisted counts as persisted, not as a
+// conflict, when an earlier write of it may have landed: a failed attempt
+// here, or one its previous owner abandoned mid-flight (see
+// offsetTracker.abandon).
+func (p *Persister) persist(ctx, stop context.Context, rs []*persistRecord, settle func(*persistRecord, ending), abandon func(*persistRecord)) (invalid []*persistRecord) {
 	pending := rs
 	for attempt := 1; len(pending) > 0; attempt++ {
 		errs := p.storeAll(ctx, pending)
@@ -625,16 +670,19 @@ func (p *Persister) persist(ctx context.Context, rs []*persistRecord, settle fun
 		for i, r := range pending {
 			switch err := errs[i]; {
 			case err == nil:
-				p.stats.persisted.Add(1)
 				p.stats.age.observe(now.Sub(r.msg.Time))
-				settle(r)
+				settle(r, endPersisted)
 			case errors.Is(err, store.ErrConflict):
-				p.stats.conflicts.Add(1)
-				settle(r)
+				if r.inDoubt || r.ps.priorInDoubt(r.msg.Offset) {
+					settle(r, endRedelivered) // our earlier write landed
+				} else {
+					settle(r, endConflict)
+				}
 			case errors.Is(err, store.ErrInvalid):
 				r.deadReason, r.deadErr = DeadLetterInvalid, err
 				invalid = append(invalid, r)
 			default:
+				r.inDoubt = true
 				retry = append(retry, r)
 				lastErr = err
 			}
@@ -642,12 +690,12 @@ func (p *Persister) persist(ctx context.Context, rs []*persistRecord, settle fun
 		if len(retry) == 0 {
 			break
 		}
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && stop.Err() == nil {
 			p.stats.retries.Add(1)
 			wait := p.backoff(attempt)
 			p.log.Warn("persister write to the primary failed; retrying without committing",
 				append(persistRecordAttrs(retry), "attempt", attempt, "backoff", wait, "err", lastErr)...)
-			if persisterSleep(ctx, wait) {
+			if persisterSleep(stop, wait) && ctx.Err() == nil {
 				pending = retry
 				continue
 			}
@@ -655,7 +703,7 @@ func (p *Persister) persist(ctx context.Context, rs []*persistRecord, settle fun
 		p.log.Warn("persister abandons records on shutdown or rebalance; they stay uncommitted",
 			append(persistRecordAttrs(retry), "err", lastErr)...)
 		for _, r := range retry {
-			p.budget.release(r.charged)
+			abandon(r)
 		}
 		break
 	}
@@ -730,15 +778,37 @@ func (p *Persister) storeEach(ctx context.Context, rs []*persistRecord) []error 
 	return errs
 }
 
-// settle marks r done in its partition and frees its budget.
-func (g *persistGeneration) settle(r *persistRecord) {
-	if r.ps.tracker.settle(r.msg.Offset) {
+// settle marks r done in its partition. Its budget is released by whoever
+// holds it.
+func (g *persistGeneration) settle(r *persistRecord, e ending) {
+	if r.ps.tracker.settle(r.msg.Offset, e) {
 		select {
 		case g.commitNow <- struct{}{}:
 		default:
 		}
 	}
-	g.p.budget.release(r.charged)
+}
+
+// abandon counts r as read but left for the partition's next owner, and
+// remembers it when a write of it may have landed.
+func (g *persistGeneration) abandon(r *persistRecord) {
+	g.p.stats.abandoned.Add(1)
+	if r.inDoubt || r.ps.priorInDoubt(r.msg.Offset) {
+		r.ps.tracker.abandonInDoubt(r.msg.Offset)
+	}
+}
+
+// persistRecordWeight is what a record read counts against the in-flight
+// budget: two and a half times its bytes (the raw record, kept for
+// dead-lettering, and the decoded activation, whose log lines take a
+// string header and a rounded-up allocation each) and the overhead.
+// TestPersistRecordWeight measures the heap it stands for.
+func persistRecordWeight(m *kafka.Message) int64 {
+	n := int64(len(m.Value) + len(m.Key))
+	for _, h := range m.Headers {
+		n += int64(len(h.Key) + len(h.Value))
+	}
+	return 2*n + n/2 + persistRecordOverhead
 }
 
 // commitLoop commits as the watermarks move, and periodically.
@@ -752,39 +822,54 @@ func (g *persistGeneration) commitLoop(ctx context.Context) {
 		case <-g.commitNow:
 		case <-t.C:
 		}
-		g.commit()
+		g.commit(g.commitContext())
 	}
 }
 
-// commit commits every partition's watermark that moved.
-func (g *persistGeneration) commit() {
-	offsets := map[string]map[int]int64{}
+// commitContext bounds a commit of the commit loop. A commit is not
+// cancelled by the generation's end: one cancelled in flight could reach
+// the coordinator after the generation's final commit, and set the
+// committed offset back. Only Run's end shortens it.
+func (g *persistGeneration) commitContext() context.Context {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(g.runCtx), 10*time.Second)
+	stop := context.AfterFunc(g.runCtx, func() {
+		time.AfterFunc(persisterFinalCommitTimeout, cancel)
+	})
+	context.AfterFunc(ctx, func() { stop() })
+	return ctx
+}
+
+// commit commits every partition's watermark that moved, with the offsets
+// left in doubt above it as the commit's metadata.
+func (g *persistGeneration) commit(ctx context.Context) {
+	offsets := map[string][]kafka.OffsetCommit{}
 	type commit struct {
-		ps  *persistPartition
-		off int64
+		ps   *persistPartition
+		off  int64
+		meta string
 	}
 	var done []commit
 	for _, ps := range g.parts {
-		if off, ok := ps.tracker.toCommit(); ok {
-			if offsets[ps.topic] == nil {
-				offsets[ps.topic] = map[int]int64{}
-			}
-			offsets[ps.topic][ps.partition] = off
-			done = append(done, commit{ps, off})
+		if off, meta, ok := ps.tracker.toCommit(); ok {
+			offsets[ps.topic] = append(offsets[ps.topic], kafka.OffsetCommit{Partition: ps.partition, Offset: off, Metadata: meta})
+			done = append(done, commit{ps, off, meta})
 		}
 	}
 	if len(done) == 0 {
 		return
 	}
-	if err := g.gen.CommitOffsets(offsets); err != nil {
+	if err := g.member.commit(ctx, g.gen, offsets); err != nil {
 		g.p.stats.commitErrors.Add(1)
 		g.p.log.Warn("persister cannot commit offsets; they will be committed later or read again",
-			"generation", g.gen.ID, "err", err)
+			"generation", g.gen.id, "err", err)
 		return
 	}
 	g.p.stats.commits.Add(1)
+	if g.p.log.Enabled(ctx, slog.LevelDebug) {
+		g.p.log.Debug("persister committed offsets", "generation", g.gen.id, "offsets", fmt.Sprint(offsets))
+	}
 	for _, c := range done {
-		c.ps.tracker.committedAt(c.off)
+		g.p.stats.ended(c.ps.tracker.committedAt(c.off, c.meta))
 	}
 }
 

@@ -9,11 +9,39 @@ import (
 
 // PersisterStats is a snapshot of a Persister's counters. Counters are
 // cumulative since NewPersister; gauges describe the moment of the call.
+//
+// Accounting: every record read ends in exactly one of Persisted,
+// Conflicts, Skipped, StoreSkipped and DeadLettered, or is Abandoned (left
+// unsettled and uncommitted on a rebalance or shutdown: the partition's
+// next owner reads it again), so that, once Run has returned,
+//
+//	Read == Persisted + Conflicts + Skipped + StoreSkipped + DeadLettered + Abandoned
+//
+// and, while it runs, the difference is the records in flight. An ending
+// is counted once its offset is committed; a record settled but not
+// committed when the generation ends (it lies past a record abandoned
+// unsettled) is counted as abandoned, as the next owner reads it again.
+// So, across the persisters of a group, through rebalances and restarts,
+// every record published ends once in one of the five endings, or in
+// LostToRetention (deleted by Kafka unread) — unless an offset commit
+// fails at a generation's end, when the records it would have committed
+// end twice.
 type PersisterStats struct {
-	// Persisted counts records written to the primary by this persister.
+	// Read counts records read from the topics (each delivery: a record
+	// read again after a rebalance counts again).
+	Read int64
+	// Persisted counts records written to the primary by this persister,
+	// including records found already there whose earlier write, by this
+	// persister or by the partition's previous owner, was abandoned
+	// mid-flight and may have landed (Redelivered counts those).
 	Persisted int64
-	// Conflicts counts records the primary had already (store.ErrConflict):
-	// replays after a restart or rebalance. Not included in Persisted.
+	// Redelivered counts the records of Persisted found already in the
+	// primary after a write of them was abandoned mid-flight.
+	Redelivered int64
+	// Conflicts counts records the primary had already (store.ErrConflict)
+	// with no abandoned write of theirs on record: duplicates (an
+	// activation published twice) and replays after a failed commit. Not
+	// included in Persisted.
 	Conflicts int64
 	// Skipped counts records carrying no activation: CompletionMessages and
 	// results shrunk to an activation id.
@@ -22,6 +50,9 @@ type PersisterStats struct {
 	// them with HeaderStoreSkip (store level or storeActivations=false).
 	// Not included in Skipped.
 	StoreSkipped int64
+	// Abandoned counts records read and left unsettled, uncommitted, on a
+	// rebalance or shutdown (or when their write kept failing until then).
+	Abandoned int64
 	// Retries counts failed writes to the primary that were retried.
 	Retries int64
 	// DeadLettered counts records published to the dead-letter topic.
@@ -78,14 +109,25 @@ type PartitionLag struct {
 }
 
 type persisterCounters struct {
-	persisted, conflicts, skipped, retries atomic.Int64
-	storeSkipped                           atomic.Int64
-	deadLettered, deadLetterRetries        atomic.Int64
-	commits, commitErrors                  atomic.Int64
-	batches, batchRecords, batchNanos      atomic.Int64
-	lastBatchRecords, lastBatchNanos       atomic.Int64
-	generation                             atomic.Int32
-	age                                    ageHistogram
+	read, persisted, conflicts, skipped atomic.Int64
+	redelivered, abandoned, retries     atomic.Int64
+	storeSkipped                        atomic.Int64
+	deadLettered, deadLetterRetries     atomic.Int64
+	commits, commitErrors               atomic.Int64
+	batches, batchRecords, batchNanos   atomic.Int64
+	lastBatchRecords, lastBatchNanos    atomic.Int64
+	generation                          atomic.Int32
+	age                                 ageHistogram
+}
+
+// ended counts committed records by ending.
+func (c *persisterCounters) ended(e endings) {
+	c.persisted.Add(e[endPersisted] + e[endRedelivered])
+	c.redelivered.Add(e[endRedelivered])
+	c.conflicts.Add(e[endConflict])
+	c.skipped.Add(e[endSkipped])
+	c.storeSkipped.Add(e[endStoreSkipped])
+	c.deadLettered.Add(e[endDeadLettered])
 }
 
 func (c *persisterCounters) batchDone(records int, d time.Duration) {
@@ -102,7 +144,10 @@ func (p *Persister) Stats() PersisterStats {
 	c := &p.stats
 	used, peak := p.budget.usage()
 	s := PersisterStats{
+		Read:              c.read.Load(),
 		Persisted:         c.persisted.Load(),
+		Redelivered:       c.redelivered.Load(),
+		Abandoned:         c.abandoned.Load(),
 		Conflicts:         c.conflicts.Load(),
 		Skipped:           c.skipped.Load(),
 		StoreSkipped:      c.storeSkipped.Load(),

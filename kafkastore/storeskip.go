@@ -46,10 +46,9 @@ func (g *persistGeneration) skipMarked(r *persistRecord) bool {
 	if !ok {
 		return false
 	}
-	g.p.stats.storeSkipped.Add(1)
 	g.p.log.Debug("persister skips a record its writer marked not to store",
 		"reason", reason, "key", string(r.msg.Key),
 		"topic", r.msg.Topic, "partition", r.msg.Partition, "offset", r.msg.Offset)
-	g.settle(r)
+	g.settle(r, endStoreSkipped)
 	return true
 }

@@ -8,6 +8,7 @@
 //	-db                 COUCHDB_DB                   activations database (whisk_local_activations)
 //	-group-id           PERSISTER_GROUP_ID           consumer group (activation-persister)
 //	-client-id          PERSISTER_CLIENT_ID          Kafka client id, distinct per instance (persister-<host>-<pid>-…)
+//	-group-instance-id  PERSISTER_GROUP_INSTANCE_ID  static group membership (KIP-345): this instance's stable, unique name ($POD_NAME; none: dynamic)
 //	-topic-pattern      PERSISTER_TOPIC_PATTERN      topics to follow (^completed.*; ^activations$ when logs are inside)
 //	-batch-size         PERSISTER_BATCH_SIZE         records per database write (500)
 //	-dead-letter-topic  PERSISTER_DEAD_LETTER_TOPIC  where poison records go (activations-dead-letter)
@@ -128,6 +129,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 type settings struct {
 	brokers, couchURL, db             string
 	groupID, clientID, topicPattern   string
+	groupInstanceID                   string
 	deadLetterTopic, listen, logLevel string
 	batchSize                         int
 	maxInFlight                       int64
@@ -167,6 +169,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*settin
 	fs.StringVar(&s.db, "db", "whisk_local_activations", "activations database [COUCHDB_DB]")
 	fs.StringVar(&s.groupID, "group-id", "activation-persister", "consumer group [PERSISTER_GROUP_ID]")
 	fs.StringVar(&s.clientID, "client-id", "", "Kafka client id, distinct per instance (default persister-<host>-<pid>-…) [PERSISTER_CLIENT_ID]")
+	fs.StringVar(&s.groupInstanceID, "group-instance-id", getenv("POD_NAME"), "static consumer group membership: this instance's name, stable across its restarts and unique in the group (default $POD_NAME; empty: a dynamic member) [PERSISTER_GROUP_INSTANCE_ID]")
 	fs.StringVar(&s.topicPattern, "topic-pattern", "^completed.*", "topics to follow [PERSISTER_TOPIC_PATTERN]")
 	fs.IntVar(&s.batchSize, "batch-size", 500, "records per database write [PERSISTER_BATCH_SIZE]")
 	fs.StringVar(&s.deadLetterTopic, "dead-letter-topic", "activations-dead-letter", "topic for poison records [PERSISTER_DEAD_LETTER_TOPIC]")
@@ -183,7 +186,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*settin
 	fs.StringVar(&s.tlsCAFile, "tls-ca-file", "", "PEM file of the CAs that sign the brokers' certificates; implies -tls [PERSISTER_TLS_CA_FILE]")
 	err := parseFlags(fs, args, getenv, map[string]string{
 		"brokers": "PERSISTER_BROKERS", "couchdb": "COUCHDB_URL", "db": "COUCHDB_DB",
-		"group-id": "PERSISTER_GROUP_ID", "client-id": "PERSISTER_CLIENT_ID", "topic-pattern": "PERSISTER_TOPIC_PATTERN",
+		"group-id": "PERSISTER_GROUP_ID", "client-id": "PERSISTER_CLIENT_ID", "group-instance-id": "PERSISTER_GROUP_INSTANCE_ID", "topic-pattern": "PERSISTER_TOPIC_PATTERN",
 		"batch-size": "PERSISTER_BATCH_SIZE", "dead-letter-topic": "PERSISTER_DEAD_LETTER_TOPIC",
 		"max-in-flight": "PERSISTER_MAX_IN_FLIGHT", "batch-wait": "PERSISTER_BATCH_WAIT",
 		"session-timeout": "PERSISTER_SESSION_TIMEOUT", "heartbeat": "PERSISTER_HEARTBEAT",
@@ -316,6 +319,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		kafkastore.WithBatch(s.batchSize, 4<<20, s.batchWait),
 		kafkastore.WithGroupTimeouts(s.session, s.session, s.heartbeat),
 		kafkastore.WithMaxInFlightBytes(s.maxInFlight),
+		kafkastore.WithGroupInstanceID(s.groupInstanceID),
 		kafkastore.WithLogger(logger),
 	}
 	if s.clientID != "" {
@@ -354,7 +358,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		defer cancel()
 		_ = srv.Shutdown(shutdownCtx)
 	}()
-	logger.Info("persister started", "listen", ln.Addr().String(), "group", s.groupID, "pattern", s.topicPattern,
+	// The service's start, once: the library logs "persister running"
+	// when Run starts consuming.
+	logger.Info("persister started", "listen", ln.Addr().String(), "group", s.groupID, "groupInstanceId", s.groupInstanceID, "pattern", s.topicPattern,
 		"couchdb", redactedURL(s.couchURL), "db", s.db, "sasl", s.saslMechanism, "tls", s.tls)
 
 	cs, err := openCouchDB(ctx, s, logger)
@@ -374,7 +380,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return err
 	}
 	st := p.Stats()
-	logger.Info("persister stopped", "persisted", st.Persisted, "conflicts", st.Conflicts, "deadLettered", st.DeadLettered)
+	// "persister stopped" is the library's line.
+	logger.Info("persister service exiting", "read", st.Read, "persisted", st.Persisted, "conflicts", st.Conflicts,
+		"skipped", st.Skipped, "storeSkipped", st.StoreSkipped, "deadLettered", st.DeadLettered, "abandoned", st.Abandoned)
 	return nil
 }
 

@@ -14,7 +14,7 @@ type collector struct {
 	p *kafkastore.Persister
 
 	persisted, conflicts, skipped, retries, deadLettered *prometheus.Desc
-	storeSkipped                                         *prometheus.Desc
+	storeSkipped, read, abandoned, redelivered           *prometheus.Desc
 	commits, commitErrors, batches, batchRecords         *prometheus.Desc
 	batchSeconds, lastBatchSeconds, inFlight, ready, lag *prometheus.Desc
 	recordAge, lostToRetention                           *prometheus.Desc
@@ -28,9 +28,14 @@ func newCollector(p *kafkastore.Persister) *collector {
 		return prometheus.NewDesc("activation_persister_"+name, help, labels, nil)
 	}
 	return &collector{
-		p:                p,
-		persisted:        d("persisted_total", "Activations written to the primary store."),
-		conflicts:        d("conflicts_total", "Activations the primary store had already (replays), counted as persisted."),
+		p: p,
+		read: d("read_total", "Records read from Kafka (each delivery). Once the persister stops, read_total = "+
+			"persisted_total + conflicts_total + skipped_total + store_skipped_total + dead_lettered_total + abandoned_total."),
+		persisted: d("persisted_total", "Activations written to the primary store, including those found there after "+
+			"an earlier write of theirs was abandoned mid-flight (redelivered_total)."),
+		redelivered:      d("redelivered_total", "Activations of persisted_total found already stored after a write of them was abandoned mid-flight."),
+		conflicts:        d("conflicts_total", "Activations the primary store had already with no abandoned write on record (duplicates); not in persisted_total."),
+		abandoned:        d("abandoned_total", "Records read and left uncommitted on a rebalance or shutdown, for the partition's next owner to read again."),
 		skipped:          d("skipped_total", "Records that carry no activation (completion messages, shrunk results)."),
 		storeSkipped:     d("store_skipped_total", storeSkippedHelp),
 		retries:          d("retries_total", "Failed primary writes that were retried."),
@@ -52,7 +57,7 @@ func newCollector(p *kafkastore.Persister) *collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.persisted, c.conflicts, c.skipped, c.storeSkipped, c.retries, c.deadLettered,
+	for _, d := range []*prometheus.Desc{c.read, c.abandoned, c.redelivered, c.persisted, c.conflicts, c.skipped, c.storeSkipped, c.retries, c.deadLettered,
 		c.commits, c.commitErrors, c.batches, c.batchRecords, c.batchSeconds, c.lastBatchSeconds, c.inFlight, c.ready,
 		c.lag, c.recordAge, c.lostToRetention} {
 		ch <- d
@@ -67,6 +72,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
+	counter(c.read, float64(s.Read))
+	counter(c.abandoned, float64(s.Abandoned))
+	counter(c.redelivered, float64(s.Redelivered))
 	counter(c.persisted, float64(s.Persisted))
 	counter(c.conflicts, float64(s.Conflicts))
 	counter(c.skipped, float64(s.Skipped))

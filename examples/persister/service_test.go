@@ -77,6 +77,8 @@ func TestServiceEndpointsAndGracefulStop(t *testing.T) {
 	assert.Equal(t, n, count, "every published activation is in CouchDB, none of those marked not to store")
 
 	require.NoError(t, svc.Terminate(t, 30*time.Second), "SIGTERM drains and exits 0")
+	assert.Len(t, logged(t, svc, "persister started"), 1, "the start is logged once (the library logs \"persister running\")")
+	assert.Len(t, logged(t, svc, "persister running"), 1)
 	for _, line := range svc.Lines() {
 		var rec map[string]any
 		require.NoError(t, json.Unmarshal([]byte(line), &rec), "every log line is JSON: %s", line)

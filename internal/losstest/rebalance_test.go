@@ -148,9 +148,11 @@ func TestRebalanceUnderLoadLosesNothing(t *testing.T) {
 		t.Errorf("database %s: %v; want all %d present once", db, tally, n)
 	}
 	// Each document is created once, so no more than n creations are
-	// counted. Fewer can be: a write that CouchDB applied while its member
-	// was abandoning it (rebalance, drain timeout) is counted nowhere, and
-	// the next owner finds it as a conflict. Between them, every record.
+	// counted. A write that CouchDB applied while its member was
+	// abandoning it (rebalance, drain timeout) is named in the member's
+	// last commit, and the next owner that finds it counts it persisted;
+	// only when that commit fails does it count a conflict instead.
+	// Between them, every record.
 	if persisted > int64(n) || persisted+conflicts < int64(n) {
 		t.Errorf("over the members Persisted = %d and Conflicts = %d; want Persisted <= %d <= Persisted+Conflicts",
 			persisted, conflicts, n)
