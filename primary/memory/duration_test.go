@@ -15,7 +15,9 @@ import (
 )
 
 func TestConformanceElasticSearchView(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store { return memory.New(memory.WithFilterView(store.FilterViewElasticSearch)) })
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return memory.New(memory.WithFilterView(store.FilterViewElasticSearch))
+	})
 }
 
 func TestDurationStats(t *testing.T) {
@@ -27,7 +29,7 @@ func TestDurationStats(t *testing.T) {
 		n++
 		a := &store.Activation{Namespace: ns, Name: name, Subject: "guest-subject",
 			ActivationID: "0000000000000000000000000000" + string("0123456789abcdef"[n/16]) + "00" + string("0123456789abcdef"[n%16]),
-			Start: start, End: start.Add(time.Second), Version: store.DefaultVersion, Duration: dur, Annotations: ann}
+			Start:        start, End: start.Add(time.Second), Version: store.DefaultVersion, Duration: dur, Annotations: ann}
 		_, err := s.Store(ctx, a, store.UserContext{})
 		require.NoError(t, err)
 	}
