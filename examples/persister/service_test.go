@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/go-whisk/activationstore/internal/couchtest"
+	"github.com/go-whisk/activationstore/internal/searchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/internal/servicetest"
 	"github.com/go-whisk/activationstore/kafkastore"
@@ -27,6 +28,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	kafkatest.Stop()
 	couchtest.Stop()
+	searchtest.Stop()
 	os.Exit(code)
 }
 
