@@ -44,7 +44,7 @@ func TestDifferentialMemoryAgainstServer(t *testing.T) {
 	srv := searchtest.Start(t)
 	corpus := diffCorpus(rand.New(rand.NewPCG(diffSeed, 1)), records)
 	t.Run("template", func(t *testing.T) {
-		runDifferential(t, newStore(t, srv), srv, corpus, rand.New(rand.NewPCG(diffSeed, 2)), queries, false)
+		runDifferential(t, newStore(t, srv, elasticsearch.WithTimeout(3*time.Minute)), srv, corpus, rand.New(rand.NewPCG(diffSeed, 2)), queries, false)
 	})
 	t.Run("dynamic-mapping", func(t *testing.T) {
 		// Dynamic mapping gives each annotation key the type of its first
@@ -57,7 +57,7 @@ func TestDifferentialMemoryAgainstServer(t *testing.T) {
 			})
 			stringly = append(stringly, c)
 		}
-		runDifferential(t, newStore(t, srv, elasticsearch.WithIndexTemplate(false)), srv, stringly, rand.New(rand.NewPCG(diffSeed, 3)), queries, true)
+		runDifferential(t, newStore(t, srv, elasticsearch.WithIndexTemplate(false), elasticsearch.WithTimeout(3*time.Minute)), srv, stringly, rand.New(rand.NewPCG(diffSeed, 3)), queries, true)
 	})
 }
 
