@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/go-whisk/activationstore/internal/couchtest"
-	"github.com/go-whisk/activationstore/internal/searchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
+	"github.com/go-whisk/activationstore/internal/searchtest"
 	"github.com/go-whisk/activationstore/internal/servicetest"
 	"github.com/go-whisk/activationstore/kafkastore"
 	"github.com/go-whisk/activationstore/primary/couchdb"
