@@ -2,8 +2,6 @@ package elasticsearch_test
 
 import (
 	"context"
-	"flag"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,27 +13,17 @@ import (
 	"github.com/go-whisk/activationstore/store/storetest"
 )
 
-// exampleURL is the server of the examples, which have no *testing.T.
+// exampleURL is the server of the examples, which have no *testing.T:
+// TestExampleNewServer, which runs before them and whose name every -run
+// pattern that selects ExampleNew matches, starts it.
 var exampleURL string
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if exampleWanted() {
-		// The examples' server, started through the harness in a test of
-		// its own (Start needs a testing.TB).
-		testing.RunTests(func(_, _ string) (bool, error) { return true, nil }, []testing.InternalTest{{
-			Name: "StartExampleServer",
-			F:    func(t *testing.T) { exampleURL = searchtest.Start(t).URL() },
-		}})
-	}
-	searchtest.Main(m)
+func TestExampleNewServer(t *testing.T) {
+	exampleURL = searchtest.Start(t).URL()
+	require.NotEmpty(t, exampleURL)
 }
 
-// exampleWanted reports whether -run selects an example.
-func exampleWanted() bool {
-	r := flag.Lookup("test.run").Value.String()
-	return r == "" || strings.Contains(r, "Example")
-}
+func TestMain(m *testing.M) { searchtest.Main(m) }
 
 // newStore connects to the test server with indices of the test's own.
 func newStore(t testing.TB, srv *searchtest.Server, opts ...elasticsearch.Option) *elasticsearch.Store {

@@ -60,11 +60,10 @@ func ExampleNew() {
 	// average 42 ms over 1
 }
 
-// serverURL is the test server (or ELASTICSEARCH_URL), which TestMain
-// starts for the examples.
+// serverURL is the test server (or ELASTICSEARCH_URL).
 func serverURL() string {
 	if exampleURL == "" {
-		log.Fatal("no test server: TestMain did not start one")
+		log.Fatal("no test server: run TestExampleNewServer too (-run ExampleNew selects it)")
 	}
 	return exampleURL
 }
