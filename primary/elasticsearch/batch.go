@@ -126,10 +126,18 @@ func (s *Store) bulk(ctx context.Context, chunk []pending, results []store.Batch
 	if err != nil {
 		return s.classify("store batch", what, 0, nil, err)
 	}
-	if status == http.StatusRequestEntityTooLarge && len(chunk) == 1 {
-		results[chunk[0].idx].Err = &opError{op: "store", id: chunk[0].id, status: status, rejected: true,
-			msg: "the server refused the document as too large (http.max_content_length)"}
-		return nil
+	if status == http.StatusRequestEntityTooLarge {
+		if len(chunk) == 1 {
+			results[chunk[0].idx].Err = &opError{op: "store", id: chunk[0].id, status: status, rejected: true,
+				msg: "the server refused the document as too large (http.max_content_length)"}
+			return nil
+		}
+		// The request, not a document, is too large: halve it.
+		half := len(chunk) / 2
+		if err := s.bulk(ctx, chunk[:half], results); err != nil {
+			return err
+		}
+		return s.bulk(ctx, chunk[half:], results)
 	}
 	if status != http.StatusOK {
 		return s.classify("store batch", what, status, reply, nil)
