@@ -45,7 +45,6 @@ type config struct {
 	batchBytes       int
 	shards, replicas int
 	template         bool
-	templateName     string
 	refreshOnRead    bool
 	transport        http.RoundTripper
 	caFile           string

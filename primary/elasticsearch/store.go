@@ -260,7 +260,7 @@ func (s *Store) do(ctx context.Context, method, rawPath string, query url.Values
 	if err != nil {
 		return 0, nil, err
 	}
-	resp, err := s.client.Do(ctx, method, rawRequest{path: path, rawPath: rawPath, query: query, body: body, contentType: contentType}, nil)
+	resp, err := opensearch.Do[opensearch.NoBody](ctx, s.client, method, rawRequest{path: path, rawPath: rawPath, query: query, body: body, contentType: contentType}, nil)
 	if resp == nil {
 		if err == nil {
 			err = errors.New("no response")
