@@ -100,7 +100,7 @@ func TestElasticsearchRestartLosesNothing(t *testing.T) {
 	c := searchtest.StartCluster(t, 1, searchtest.WithVersion(searchVersion(t)))
 	ctx := context.Background()
 	es, err := elasticsearch.New(ctx, c.URL(0), elasticsearch.WithIndexPattern(searchtest.IndexPrefix(t)+"%s"),
-		elasticsearch.WithShards(1, 0), elasticsearch.WithTimeout(10*time.Second))
+		elasticsearch.WithShards(1, 0), elasticsearch.WithTimeout(30*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestClusterNodeLossLosesNothing(t *testing.T) {
 	c := searchtest.StartCluster(t, 2, searchtest.WithVersion(searchVersion(t)))
 	ctx := context.Background()
 	es, err := elasticsearch.New(ctx, strings.Join(c.URLs(), ","), elasticsearch.WithIndexPattern(searchtest.IndexPrefix(t)+"%s"),
-		elasticsearch.WithShards(2, 1), elasticsearch.WithTimeout(10*time.Second))
+		elasticsearch.WithShards(2, 1), elasticsearch.WithTimeout(30*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
