@@ -54,7 +54,11 @@ func StartCluster(t testing.TB, nodes int, opts ...Option) *Cluster {
 			fmt.Fprintf(os.Stderr, "searchtest: %s failed; the cluster's logs are kept: %s\n", t.Name(), c.logs())
 		}
 	})
-	t.Logf("searchtest: %d-node %s cluster ready in %v at %v", nodes, v, c.startup.Round(time.Millisecond), (&Cluster{c: c}).URLs())
+	var cpu time.Duration
+	for _, n := range c.nodes {
+		cpu += cpuTime(n.pid())
+	}
+	t.Logf("searchtest: %d-node %s cluster ready in %v (JVM CPU %v) at %v", nodes, v, c.startup.Round(time.Millisecond), cpu.Round(10*time.Millisecond), (&Cluster{c: c}).URLs())
 	return &Cluster{t: t, c: c}
 }
 
@@ -100,9 +104,9 @@ func (c *Cluster) Restart(i int) {
 	if err := n.start(); err != nil {
 		c.t.Fatalf("searchtest: restart node %d: %v", i, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := c.c.waitReady(ctx, 3*time.Minute); err != nil {
+	if err := c.c.waitReady(ctx, 5*time.Minute); err != nil {
 		c.t.Fatalf("searchtest: restart node %d: %v", i, err)
 	}
 	c.t.Logf("searchtest: node %d back in %v", i, time.Since(start).Round(time.Millisecond))

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/go-whisk/activationstore/internal/filelock"
 )
@@ -51,6 +52,7 @@ func home(ctx context.Context, v Version) (string, error) {
 	if _, err := os.Stat(done); err == nil {
 		return home, nil // installed by another test binary while we waited
 	}
+	began := time.Now()
 	mvn, err := exec.LookPath("mvn")
 	if err != nil {
 		return "", fmt.Errorf("searchtest: %s is not in %s and mvn is not installed to fetch it from Maven Central (install maven, or set %s to an existing server)", v, dir, EnvURL)
@@ -87,6 +89,7 @@ func home(ctx context.Context, v Version) (string, error) {
 	if err := os.WriteFile(done, []byte(string(v)+"\n"), 0o644); err != nil {
 		return "", err
 	}
+	fmt.Fprintf(os.Stderr, "searchtest: installed %s into %s in %v (Maven Central, once)\n", v, home, time.Since(began).Round(time.Millisecond))
 	return home, nil
 }
 
@@ -192,6 +195,10 @@ func jarStem(name string) string { return jarVersion.ReplaceAllString(name, "") 
 // descriptor the distribution's own build would write. The module adds
 // _delete_by_query, _update_by_query and _reindex.
 func installReindex(v Version, dl, home string) error {
+	mod := filepath.Join(home, "modules", "reindex")
+	if _, err := os.Stat(mod); err == nil {
+		return nil // the zip has it (OpenSearch 3)
+	}
 	have := map[string]bool{}
 	libs, err := os.ReadDir(filepath.Join(home, "lib"))
 	if err != nil {
@@ -200,7 +207,6 @@ func installReindex(v Version, dl, home string) error {
 	for _, e := range libs {
 		have[jarStem(e.Name())] = true
 	}
-	mod := filepath.Join(home, "modules", "reindex")
 	if err := os.MkdirAll(mod, 0o755); err != nil {
 		return err
 	}

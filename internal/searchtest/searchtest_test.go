@@ -218,13 +218,25 @@ func TestInstalledModule(t *testing.T) {
 	}
 }
 
-// Every pinned version starts (a dedicated node, stopped at the end of its
-// subtest), indexes, searches and deletes by query.
+// Every pinned version starts (the selected one shared, the others a
+// dedicated node stopped at the end of its subtest), indexes, searches and
+// deletes by query. -short runs the selected one only.
 func TestPinnedVersions(t *testing.T) {
+	selected, err := Selected()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, v := range Pinned() {
 		t.Run(string(v), func(t *testing.T) {
-			c := StartCluster(t, 1, WithVersion(v))
-			s := c.Node(0)
+			var s *Server
+			switch {
+			case v == selected && os.Getenv(EnvURL) == "":
+				s = Start(t)
+			case testing.Short():
+				t.Skipf("-short: %s only", selected)
+			default:
+				s = StartCluster(t, 1, WithVersion(v)).Node(0)
+			}
 			t.Logf("%s: RSS %d MiB", v, s.RSS()>>20)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
@@ -268,6 +280,9 @@ func bulkDocs(t *testing.T, s *Server, index string, from, to int, within time.D
 // A two-node cluster with one replica survives the loss of a node, and
 // the node comes back with its data on its ports.
 func TestClusterKillRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: no cluster")
+	}
 	v, err := Selected()
 	if err != nil {
 		t.Fatal(err)
@@ -304,15 +319,17 @@ func TestClusterKillRestart(t *testing.T) {
 		t.Fatalf("node %d came back at %s, was %s", victim, c.URL(victim), urls[victim])
 	}
 	c.WaitForStatus(victim, "green", 3*time.Minute)
-	back := c.Node(victim)
-	// Both copies of every shard hold every document.
-	for _, pref := range []string{"_primary", "_replica"} {
-		b := back.MustDo(t, http.MethodGet, "/"+index+"/_count?preference="+pref, nil)
+	// Each node holds a copy of every shard, and each copy every document.
+	for i := range c.Len() {
+		b := c.Node(i).MustDo(t, http.MethodGet, "/"+index+"/_count?preference=_only_local", nil)
 		var cnt struct {
-			Count int `json:"count"`
+			Count  int `json:"count"`
+			Shards struct {
+				Successful int `json:"successful"`
+			} `json:"_shards"`
 		}
-		if err := json.Unmarshal(b, &cnt); err != nil || cnt.Count != 200 {
-			t.Fatalf("count with preference %s = %s (%v), want 200", pref, b, err)
+		if err := json.Unmarshal(b, &cnt); err != nil || cnt.Count != 200 || cnt.Shards.Successful != 2 {
+			t.Fatalf("count of node %d's copies = %s (%v), want 200 in 2 shards", i, b, err)
 		}
 	}
 }
