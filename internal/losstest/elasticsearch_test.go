@@ -2,8 +2,11 @@ package losstest
 
 import (
 	"context"
+	"io"
+	"net"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -99,7 +102,10 @@ func TestElasticsearchRestartLosesNothing(t *testing.T) {
 	b.CreateTopic(t, topic, 4, nil)
 	c := searchtest.StartCluster(t, 1, searchtest.WithVersion(searchVersion(t)))
 	ctx := context.Background()
-	es, err := elasticsearch.New(ctx, c.URL(0), elasticsearch.WithIndexPattern(searchtest.IndexPrefix(t)+"%s"),
+	// A one-node cluster takes a fresh HTTP port when it restarts: the
+	// store talks to a forwarder that follows it, as a load balancer would.
+	fw := newForwarder(t, c.URL(0))
+	es, err := elasticsearch.New(ctx, fw.url(), elasticsearch.WithIndexPattern(searchtest.IndexPrefix(t)+"%s"),
 		elasticsearch.WithShards(1, 0), elasticsearch.WithTimeout(30*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -114,6 +120,7 @@ func TestElasticsearchRestartLosesNothing(t *testing.T) {
 	c.Kill(0)
 	time.Sleep(3 * time.Second)
 	c.Restart(0)
+	fw.target.Store(strings.TrimPrefix(c.URL(0), "http://"))
 	esCheck(t, es, p, run, n)
 	if p.Stats().Retries == 0 {
 		t.Errorf("no retry counted across the restart")
@@ -156,3 +163,41 @@ func TestClusterNodeLossLosesNothing(t *testing.T) {
 	esCheck(t, es, p, run, n)
 	t.Logf("killed node %d (manager: %d) at %d persisted of %d", victim, manager, atKill, n)
 }
+
+// forwarder relays TCP connections to a target that may change.
+type forwarder struct {
+	ln     net.Listener
+	target atomic.Value // host:port
+}
+
+func newForwarder(t *testing.T, targetURL string) *forwarder {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &forwarder{ln: ln}
+	f.target.Store(strings.TrimPrefix(targetURL, "http://"))
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				u, err := net.Dial("tcp", f.target.Load().(string))
+				if err != nil {
+					return
+				}
+				defer u.Close()
+				go func() { _, _ = io.Copy(u, c); _ = u.Close() }()
+				_, _ = io.Copy(c, u)
+			}()
+		}
+	}()
+	return f
+}
+
+func (f *forwarder) url() string { return "http://" + f.ln.Addr().String() }
