@@ -1,11 +1,15 @@
 // Command persister runs kafkastore.Persister as a service: it consumes the
-// activation topics and writes the records to CouchDB.
+// activation topics and writes the records to CouchDB, or to Elasticsearch /
+// OpenSearch indices (OpenWhisk's ElasticSearchActivationStore form).
 //
 // Every flag has an environment variable equivalent (flags win):
 //
 //	-brokers            PERSISTER_BROKERS            Kafka bootstrap brokers, comma-separated (required)
-//	-couchdb            COUCHDB_URL                  CouchDB URL, credentials included, or the URLs of several nodes of one cluster, comma-separated (required)
+//	-couchdb            COUCHDB_URL                  CouchDB URL, credentials included, or the URLs of several nodes of one cluster, comma-separated (this or -elasticsearch)
 //	-db                 COUCHDB_DB                   activations database (whisk_local_activations)
+//	-elasticsearch      ELASTICSEARCH_URL            Elasticsearch/OpenSearch URL(s), comma-separated, credentials included (this or -couchdb)
+//	-index-pattern      ELASTICSEARCH_INDEX_PATTERN  index pattern, %s the namespace (openwhisk-%s)
+//	-elasticsearch-ca-file ELASTICSEARCH_CA_FILE     PEM file of the CAs of an https Elasticsearch URL
 //	-group-id           PERSISTER_GROUP_ID           consumer group (activation-persister)
 //	-client-id          PERSISTER_CLIENT_ID          Kafka client id, distinct per instance (persister-<host>-<pid>-…)
 //	-group-instance-id  PERSISTER_GROUP_INSTANCE_ID  static group membership (KIP-345): this instance's stable, unique name ($POD_NAME; none: dynamic)
@@ -29,8 +33,8 @@
 // certificate is logged as "persister cannot authenticate to the Kafka
 // brokers" and retried; /ready stays 503 meanwhile.
 //
-// A bad flag or variable, or a missing -brokers or -couchdb, stops the
-// service at once with a non-zero exit. Unreachable servers do not: the
+// A bad flag or variable, a missing -brokers, or not exactly one of -couchdb
+// and -elasticsearch, stops the service at once with a non-zero exit. Unreachable servers do not: the
 // service starts its HTTP endpoints, then waits for CouchDB (backoff from
 // 500 ms doubling to 15 s) and for Kafka (the persister's retry backoff),
 // logging each failed attempt as a warning, so that it can start before
@@ -101,6 +105,7 @@ import (
 
 	"github.com/go-whisk/activationstore/kafkastore"
 	"github.com/go-whisk/activationstore/primary/couchdb"
+	"github.com/go-whisk/activationstore/primary/elasticsearch"
 	"github.com/go-whisk/activationstore/store"
 )
 
@@ -128,6 +133,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 type settings struct {
 	brokers, couchURL, db             string
+	esURL, indexPattern, esCAFile     string
 	groupID, clientID, topicPattern   string
 	groupInstanceID                   string
 	deadLetterTopic, listen, logLevel string
@@ -167,6 +173,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*settin
 	fs.StringVar(&s.brokers, "brokers", "", "Kafka bootstrap brokers, comma-separated [PERSISTER_BROKERS]")
 	fs.StringVar(&s.couchURL, "couchdb", "", "CouchDB URL, credentials included; or the URLs of several nodes of one cluster, comma-separated [COUCHDB_URL]")
 	fs.StringVar(&s.db, "db", "whisk_local_activations", "activations database [COUCHDB_DB]")
+	fs.StringVar(&s.esURL, "elasticsearch", "", "Elasticsearch or OpenSearch URL(s), comma-separated, credentials included [ELASTICSEARCH_URL]")
+	fs.StringVar(&s.indexPattern, "index-pattern", elasticsearch.DefaultIndexPattern, "Elasticsearch index pattern, %s the namespace [ELASTICSEARCH_INDEX_PATTERN]")
+	fs.StringVar(&s.esCAFile, "elasticsearch-ca-file", "", "PEM file of the CAs of an https Elasticsearch URL [ELASTICSEARCH_CA_FILE]")
 	fs.StringVar(&s.groupID, "group-id", "activation-persister", "consumer group [PERSISTER_GROUP_ID]")
 	fs.StringVar(&s.clientID, "client-id", "", "Kafka client id, distinct per instance (default persister-<host>-<pid>-…) [PERSISTER_CLIENT_ID]")
 	fs.StringVar(&s.groupInstanceID, "group-instance-id", getenv("POD_NAME"), "static consumer group membership: this instance's name, stable across its restarts and unique in the group (default $POD_NAME; empty: a dynamic member) [PERSISTER_GROUP_INSTANCE_ID]")
@@ -186,6 +195,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*settin
 	fs.StringVar(&s.tlsCAFile, "tls-ca-file", "", "PEM file of the CAs that sign the brokers' certificates; implies -tls [PERSISTER_TLS_CA_FILE]")
 	err := parseFlags(fs, args, getenv, map[string]string{
 		"brokers": "PERSISTER_BROKERS", "couchdb": "COUCHDB_URL", "db": "COUCHDB_DB",
+		"elasticsearch": "ELASTICSEARCH_URL", "index-pattern": "ELASTICSEARCH_INDEX_PATTERN", "elasticsearch-ca-file": "ELASTICSEARCH_CA_FILE",
 		"group-id": "PERSISTER_GROUP_ID", "client-id": "PERSISTER_CLIENT_ID", "group-instance-id": "PERSISTER_GROUP_INSTANCE_ID", "topic-pattern": "PERSISTER_TOPIC_PATTERN",
 		"batch-size": "PERSISTER_BATCH_SIZE", "dead-letter-topic": "PERSISTER_DEAD_LETTER_TOPIC",
 		"max-in-flight": "PERSISTER_MAX_IN_FLIGHT", "batch-wait": "PERSISTER_BATCH_WAIT",
@@ -213,8 +223,10 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*settin
 		return nil, fmt.Errorf("unexpected argument %q (the only command is %s)", fs.Arg(0), replayCommand)
 	case s.brokers == "":
 		return nil, errors.New("no Kafka brokers: pass -brokers host:port or set PERSISTER_BROKERS")
-	case s.couchURL == "":
-		return nil, errors.New("no CouchDB: pass -couchdb URL or set COUCHDB_URL")
+	case s.couchURL == "" && s.esURL == "":
+		return nil, errors.New("no CouchDB: pass -couchdb URL or set COUCHDB_URL (or -elasticsearch URL, ELASTICSEARCH_URL)")
+	case s.couchURL != "" && s.esURL != "":
+		return nil, errors.New("two primaries: pass either -couchdb (COUCHDB_URL) or -elasticsearch (ELASTICSEARCH_URL), not both")
 	case s.batchSize <= 0:
 		return nil, fmt.Errorf("-batch-size %d: must be positive", s.batchSize)
 	case s.saslMechanism == "" && (s.saslUser != "" || s.saslPassword != ""):
@@ -230,6 +242,14 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*settin
 	}
 	// Checked here so that a typo fails at once rather than being retried
 	// as an unreachable server. The URL is not shown: it holds a password.
+	if s.esURL != "" {
+		for part := range strings.SplitSeq(s.esURL, ",") {
+			if u, err := url.Parse(strings.TrimSpace(part)); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return nil, errors.New(`-elasticsearch (ELASTICSEARCH_URL) must look like "http://[user:password@]host:port", several separated by commas`)
+			}
+		}
+		return s, nil
+	}
 	if _, err := couchdb.NodeURLs(s.couchURL); err != nil {
 		return nil, fmt.Errorf("-couchdb (COUCHDB_URL): %w", err)
 	}
@@ -287,14 +307,25 @@ func startBackoff(n int) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
-// primary is the store the persister is built with before CouchDB answers,
-// so that a bad option fails at once; the embedded store is set before Run,
-// which alone calls its methods.
-type primary struct{ *couchStore }
+// primary is the store the persister is built with before the database
+// answers, so that a bad option fails at once; its backend is set before
+// Run, which alone calls its methods.
+type primary struct{ backend }
 
-// couchStore names primary's embedded field: a field named Store would
-// hide the Store method it must promote.
-type couchStore = couchdb.Store
+// backend is what both the CouchDB and the Elasticsearch primary are.
+type backend interface {
+	store.Store
+	store.BatchStorer
+	Close() error
+}
+
+// kind names the chosen primary in logs and /ready answers.
+func (s *settings) kind() string {
+	if s.esURL != "" {
+		return "Elasticsearch"
+	}
+	return "CouchDB"
+}
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	s, err := parse(args, getenv, stderr)
@@ -344,8 +375,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return fmt.Errorf("-listen %s: %w", s.listen, err)
 	}
 	var couchUp atomic.Bool
+	probe := newCouchProbe(s.couchURL, s.db)
+	if s.esURL != "" {
+		probe = newESProbe(s)
+	}
 	srv := &http.Server{
-		Handler:           routes(p, &couchUp, newCouchProbe(s.couchURL, s.db), registry),
+		Handler:           routes(p, &couchUp, probe, registry),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	go func() {
@@ -361,18 +396,30 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	// The service's start, once: the library logs "persister running"
 	// when Run starts consuming.
 	logger.Info("persister started", "listen", ln.Addr().String(), "group", s.groupID, "groupInstanceId", s.groupInstanceID, "pattern", s.topicPattern,
-		"couchdb", redactedURL(s.couchURL), "db", s.db, "sasl", s.saslMechanism, "tls", s.tls)
+		"primary", s.kind(), "couchdb", redactedURL(s.couchURL), "db", s.db, "elasticsearch", redactedURLs(s.esURL),
+		"indexPattern", s.indexPattern, "sasl", s.saslMechanism, "tls", s.tls)
 
-	cs, err := openCouchDB(ctx, s, logger)
+	var cs backend
+	if s.esURL != "" {
+		var e *elasticsearch.Store
+		if e, err = openElasticsearch(ctx, s, logger); e != nil {
+			cs = e
+		}
+	} else {
+		var c *couchdb.Store
+		if c, err = openCouchDB(ctx, s, logger); c != nil {
+			cs = c
+		}
+	}
 	if err != nil {
 		return err
 	}
 	if cs == nil { // stopped while waiting
-		logger.Info("persister stopped before CouchDB answered")
+		logger.Info("persister stopped before " + s.kind() + " answered")
 		return nil
 	}
 	defer cs.Close()
-	prim.couchStore = cs
+	prim.backend = cs
 	couchUp.Store(true)
 
 	// Run waits for the brokers itself, logging each failed attempt.
@@ -415,6 +462,52 @@ func openCouchDB(ctx context.Context, s *settings, logger *slog.Logger) (*couchd
 	}
 }
 
+// openElasticsearch connects, retrying with backoff until the server
+// answers. It returns nil, nil when ctx ends first, and an error only for
+// a configuration no retry can fix (a bad index pattern or CA file).
+func openElasticsearch(ctx context.Context, s *settings, logger *slog.Logger) (*elasticsearch.Store, error) {
+	opts := []elasticsearch.Option{elasticsearch.WithLogger(logger), elasticsearch.WithIndexPattern(s.indexPattern)}
+	if s.esCAFile != "" {
+		opts = append(opts, elasticsearch.WithCAFile(s.esCAFile))
+	}
+	for attempt := 1; ; attempt++ {
+		es, err := elasticsearch.New(ctx, s.esURL, opts...)
+		switch {
+		case err == nil:
+			if attempt > 1 {
+				logger.Info("persister reached Elasticsearch", "attempts", attempt)
+			}
+			return es, nil
+		case ctx.Err() != nil:
+			return nil, nil
+		case !elasticsearch.IsTransient(err):
+			// A bad pattern or CA file, or a refusal (401, 403): the
+			// package keeps credentials out of its errors.
+			return nil, fmt.Errorf("-elasticsearch: %w", err)
+		}
+		wait := startBackoff(attempt)
+		logger.Warn("persister cannot reach Elasticsearch yet; retrying",
+			"attempt", attempt, "retryIn", wait.Round(time.Millisecond).String(), "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// redactedURLs shows comma-separated URLs with their passwords replaced.
+func redactedURLs(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	var out []string
+	for part := range strings.SplitSeq(raw, ",") {
+		out = append(out, redactedURL(strings.TrimSpace(part)))
+	}
+	return strings.Join(out, ",")
+}
+
 // redactedURL shows a URL, or the comma-separated URLs of several nodes,
 // with the password replaced by "xxxxx".
 func redactedURL(raw string) string {
@@ -442,6 +535,25 @@ type couchProbe struct {
 	client *http.Client
 	urls   []string
 	last   atomic.Int64
+	what   string // "the database", "the cluster"
+	kind   string // "CouchDB", "Elasticsearch"
+}
+
+// newESProbe asks the Elasticsearch nodes for GET /.
+func newESProbe(s *settings) *couchProbe {
+	client := &http.Client{Timeout: 2 * time.Second}
+	if s.esCAFile != "" {
+		if pem, err := os.ReadFile(s.esCAFile); err == nil {
+			pool := x509.NewCertPool()
+			pool.AppendCertsFromPEM(pem)
+			client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+		}
+	}
+	p := &couchProbe{client: client, what: "the cluster", kind: "Elasticsearch"}
+	for part := range strings.SplitSeq(s.esURL, ",") {
+		p.urls = append(p.urls, strings.TrimSuffix(strings.TrimSpace(part), "/")+"/")
+	}
+	return p
 }
 
 func newCouchProbe(rawURL, db string) *couchProbe {
@@ -449,7 +561,7 @@ func newCouchProbe(rawURL, db string) *couchProbe {
 	if err != nil {
 		nodes = []string{rawURL}
 	}
-	p := &couchProbe{client: &http.Client{Timeout: 2 * time.Second}}
+	p := &couchProbe{client: &http.Client{Timeout: 2 * time.Second}, what: "the database", kind: "CouchDB"}
 	for _, n := range nodes {
 		p.urls = append(p.urls, strings.TrimSuffix(n, "/")+"/"+url.PathEscape(db))
 	}
@@ -479,7 +591,7 @@ func (c *couchProbe) ping(ctx context.Context) error {
 func (c *couchProbe) pingURL(ctx context.Context, u string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodHead, u, nil)
 	if err != nil {
-		return errors.New("bad CouchDB URL")
+		return errors.New("bad " + c.kind + " URL")
 	}
 	resp, err := c.client.Do(req) // Basic auth from the URL's user info
 	if err != nil {
@@ -491,7 +603,7 @@ func (c *couchProbe) pingURL(ctx context.Context, u string) error {
 	}
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("HTTP %d for the database", resp.StatusCode)
+		return fmt.Errorf("HTTP %d for %s", resp.StatusCode, c.what)
 	}
 	return nil
 }
@@ -503,7 +615,7 @@ func routes(p *kafkastore.Persister, couchUp *atomic.Bool, probe *couchProbe, re
 	})
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
 		if !couchUp.Load() {
-			http.Error(w, "not ready: waiting for CouchDB", http.StatusServiceUnavailable)
+			http.Error(w, "not ready: waiting for "+probe.kind, http.StatusServiceUnavailable)
 			return
 		}
 		if !p.Ready() {
@@ -511,7 +623,7 @@ func routes(p *kafkastore.Persister, couchUp *atomic.Bool, probe *couchProbe, re
 			return
 		}
 		if err := probe.ping(r.Context()); err != nil {
-			http.Error(w, "not ready: CouchDB does not answer: "+err.Error(), http.StatusServiceUnavailable)
+			http.Error(w, "not ready: "+probe.kind+" does not answer: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = io.WriteString(w, "ready")

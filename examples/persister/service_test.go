@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
+	"github.com/go-whisk/activationstore/internal/searchtest"
 	"github.com/go-whisk/activationstore/internal/servicetest"
 	"github.com/go-whisk/activationstore/kafkastore"
 	"github.com/go-whisk/activationstore/primary/couchdb"
@@ -27,6 +28,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	kafkatest.Stop()
 	couchtest.Stop()
+	searchtest.Stop()
 	os.Exit(code)
 }
 

@@ -3,7 +3,8 @@
 //	go run ./examples/quickstart
 //
 // By default it starts an embedded Kafka broker (franz-go's kfake) and an
-// in-memory primary store; -brokers and -couchdb use real ones. An
+// in-memory primary store; -brokers and -couchdb (or -elasticsearch) use
+// real ones. An
 // invoker-like producer completes N activations: blocking results are acked
 // on "completed0" (the persister stores them from the ack), non-blocking
 // ones are acked with a completion message and published through
@@ -33,6 +34,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/kafkastore"
 	"github.com/go-whisk/activationstore/primary/couchdb"
+	"github.com/go-whisk/activationstore/primary/elasticsearch"
 	"github.com/go-whisk/activationstore/primary/memory"
 	"github.com/go-whisk/activationstore/store"
 )
@@ -49,6 +51,7 @@ func main() {
 type options struct {
 	n, workers            int
 	brokers, couchURL, db string
+	esURL, indexPattern   string
 	timeout               time.Duration
 	verbose               bool
 }
@@ -62,6 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.brokers, "brokers", "", "Kafka brokers host:port,… (default: an embedded broker)")
 	fs.StringVar(&o.couchURL, "couchdb", "", "CouchDB URL (default: an in-memory primary)")
 	fs.StringVar(&o.db, "db", "", "CouchDB database (default: quickstart_<time>)")
+	fs.StringVar(&o.esURL, "elasticsearch", "", "Elasticsearch/OpenSearch URL(s), comma-separated (instead of -couchdb)")
+	fs.StringVar(&o.indexPattern, "index-pattern", "", "Elasticsearch index pattern (default: quickstart-<time>-%s)")
 	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up waiting for the persister after this long")
 	fs.BoolVar(&o.verbose, "v", false, "log the library's info messages")
 	if err := fs.Parse(args); err != nil {
@@ -69,6 +74,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if o.n < 1 || o.workers < 1 {
 		return errors.New("-n and -workers must be positive")
+	}
+	if o.couchURL != "" && o.esURL != "" {
+		return errors.New("pass either -couchdb or -elasticsearch, not both")
 	}
 	level := slog.LevelWarn
 	if o.verbose {
@@ -202,6 +210,18 @@ func persistedOf(p *kafkastore.Persister) int64 {
 }
 
 func openPrimary(ctx context.Context, o options, logger *slog.Logger) (store.Store, string, func(), error) {
+	if o.esURL != "" {
+		pattern := o.indexPattern
+		if pattern == "" {
+			pattern = fmt.Sprintf("quickstart-%d-%%s", time.Now().Unix())
+		}
+		s, err := elasticsearch.New(ctx, o.esURL, elasticsearch.WithIndexPattern(pattern), elasticsearch.WithLogger(logger))
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("open Elasticsearch: %w", err)
+		}
+		v := s.Server()
+		return s, fmt.Sprintf("%s %s indices %s", v.Distribution, v.Version, pattern), func() { _ = s.Close() }, nil
+	}
 	if o.couchURL == "" {
 		return memory.New(), "in memory", func() {}, nil
 	}

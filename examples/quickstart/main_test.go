@@ -3,16 +3,42 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-whisk/activationstore/internal/kafkatest"
+	"github.com/go-whisk/activationstore/internal/searchtest"
 )
 
-// TestMain stops the shared Apache Kafka broker (KAFKATEST=apache) with the
-// test binary.
-func TestMain(m *testing.M) { kafkatest.Main(m) }
+// TestMain stops the shared Apache Kafka broker (KAFKATEST=apache) and the
+// shared Elasticsearch/OpenSearch server with the test binary.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	kafkatest.Stop()
+	searchtest.Stop()
+	os.Exit(code)
+}
+
+// TestQuickstartElasticsearch runs the quickstart with the embedded broker
+// and an Elasticsearch/OpenSearch primary.
+func TestQuickstartElasticsearch(t *testing.T) {
+	srv := searchtest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var out, errs bytes.Buffer
+	err := run(ctx, []string{"-n", "500", "-workers", "8", "-elasticsearch", srv.URL(), "-index-pattern", srv.IndexPrefix(t) + "%s"}, &out, &errs)
+	if err != nil {
+		t.Fatalf("run against %s: %v\nstdout:\n%s\nstderr:\n%s", srv, err, out.String(), errs.String())
+	}
+	if !strings.Contains(out.String(), "verified        all 500") {
+		t.Fatalf("no verification line in:\n%s", out.String())
+	}
+	if err := run(ctx, []string{"-couchdb", "http://127.0.0.1:1", "-elasticsearch", srv.URL()}, &out, &errs); err == nil || !strings.Contains(err.Error(), "not both") {
+		t.Fatalf("two primaries: %v", err)
+	}
+}
 
 // TestQuickstartTwiceOnOneCluster runs the quickstart twice against the
 // same brokers, as a user trying it on a real cluster would: each run

@@ -7,6 +7,7 @@ import (
 
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
+	"github.com/go-whisk/activationstore/internal/searchtest"
 )
 
 // TestMain stops the shared test servers (CouchDB, and Apache Kafka under
@@ -19,6 +20,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	kafkatest.Stop()
 	couchtest.Stop()
+	searchtest.Stop()
 	os.Exit(code)
 }
 

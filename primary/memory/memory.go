@@ -48,15 +48,18 @@ type config struct {
 // WithFilterView selects the version of OpenWhisk's name-filter view whose
 // keys Query.Name matches: store.FilterViewV211 (master) or
 // store.FilterViewV210 (deployments that have not migrated). Use the version
-// of the CouchDB database the store stands in for (couchdb.Store.FilterView).
+// of the CouchDB database the store stands in for (couchdb.Store.FilterView),
+// or store.FilterViewElasticSearch to answer as primary/elasticsearch does
+// (the "path" member, matched exactly, within the query's namespace).
 // Default: store.FilterViewV211.
 func WithFilterView(v store.FilterView) Option {
 	return func(c *config) { c.view = v }
 }
 
 var (
-	_ store.Store       = (*Store)(nil)
-	_ store.BatchStorer = (*Store)(nil)
+	_ store.Store          = (*Store)(nil)
+	_ store.BatchStorer    = (*Store)(nil)
+	_ store.DurationStater = (*Store)(nil)
 )
 
 // New returns an empty store. It panics when an option is invalid (a
@@ -67,8 +70,8 @@ func New(opts ...Option) *Store {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if !cfg.view.Valid() {
-		panic(fmt.Sprintf("memory: WithFilterView(%q): unknown view (want store.FilterViewV210 or store.FilterViewV211)", string(cfg.view)))
+	if !cfg.view.Valid() && cfg.view != store.FilterViewElasticSearch {
+		panic(fmt.Sprintf("memory: WithFilterView(%q): unknown view (want store.FilterViewV210, store.FilterViewV211 or store.FilterViewElasticSearch)", string(cfg.view)))
 	}
 	return &Store{
 		view:   cfg.view,
@@ -126,7 +129,7 @@ func (s *Store) insertLocked(a *store.Activation) (store.DocInfo, error) {
 	s.docs[id] = a
 	e := entry{start: startKey(a.Start), id: id}
 	indexFor(s.byNS, a.Namespace).insert(e)
-	indexFor(s.byName, a.Namespace+"/"+s.view.PathFilter(a)).insert(e)
+	indexFor(s.byName, s.nameKey(a.Namespace, s.view.PathFilter(a))).insert(e)
 	return store.DocInfo{ID: id}, nil
 }
 
@@ -159,7 +162,7 @@ func (s *Store) Delete(ctx context.Context, namespace, activationID string, _ st
 	delete(s.docs, id)
 	e := entry{start: startKey(a.Start), id: id}
 	removeFrom(s.byNS, a.Namespace, e)
-	removeFrom(s.byName, a.Namespace+"/"+s.view.PathFilter(a), e)
+	removeFrom(s.byName, s.nameKey(a.Namespace, s.view.PathFilter(a)), e)
 	return nil
 }
 
@@ -220,9 +223,68 @@ func (s *Store) Len() int {
 
 func (s *Store) indexOf(q store.Query) *index {
 	if q.Name != "" {
-		return s.byName[q.Namespace+"/"+q.Name]
+		return s.byName[s.nameKey(q.Namespace, q.Name)]
 	}
 	return s.byNS[q.Namespace]
+}
+
+// nameKey is the key of the name index. The CouchDB views key
+// namespace + "/" + pathFilter as one string, so "guest/pkg" + "act" and
+// "guest" + "pkg/act" share a key there; Elasticsearch filters the
+// namespace and the path apart, so they do not.
+func (s *Store) nameKey(namespace, name string) string {
+	if s.view == store.FilterViewElasticSearch {
+		return namespace + "\x00" + name
+	}
+	return namespace + "/" + name
+}
+
+// DurationStats answers as OpenWhisk's ElasticSearchDurationChecker (made
+// exact, as primary/elasticsearch answers): the activations of
+// q.Namespace whose store.ElasticSearchPath is q.Binding + "/" + q.Name
+// (or q.Action when q.Binding is empty) and that start at or after q.Since
+// (a zero Since: no bound). Whatever the filter view.
+func (s *Store) DurationStats(ctx context.Context, q store.DurationQuery, _ store.UserContext) (store.DurationStats, error) {
+	if err := ctx.Err(); err != nil {
+		return store.DurationStats{}, err
+	}
+	if err := store.ValidateDurationQuery(q); err != nil {
+		return store.DurationStats{}, err
+	}
+	path := q.Action
+	if q.Binding != "" {
+		path = q.Binding + "/" + q.Name
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out store.DurationStats
+	ix := s.byNS[q.Namespace]
+	if ix == nil {
+		return out, nil
+	}
+	lo := 0
+	if !q.Since.IsZero() {
+		since := q.Since.UnixMilli()
+		lo, _ = slices.BinarySearchFunc(ix.entries, since, func(e entry, t int64) int { return cmpInt(e.start, t) })
+	}
+	var sum float64
+	var n int64
+	for _, e := range ix.entries[lo:] {
+		a := s.docs[e.id]
+		if store.ElasticSearchPath(a) != path {
+			continue
+		}
+		out.Count++
+		if a.Duration != nil {
+			sum += float64(*a.Duration)
+			n++
+		}
+	}
+	if n > 0 {
+		avg := sum / float64(n)
+		out.Average = &avg
+	}
+	return out, nil
 }
 
 func validateKey(ctx context.Context, namespace, activationID string) error {

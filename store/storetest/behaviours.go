@@ -170,9 +170,11 @@ var behaviours = []behaviour{
 		// As the view's JavaScript: a binding that is null or "" is falsy
 		// and the path decides; one that is not a string makes split throw,
 		// and the view's catch lists the bare name.
+		esShapes := map[string]string{`null`: "pkg/act", `""`: "", `0`: "pkg/act", `false`: "pkg/act",
+			`42`: "pkg/act", `true`: "pkg/act", `{}`: "pkg/act", `[]`: "pkg/act", `"` + e.ns + `"`: "act", `"x/bnd"`: ""}
 		shapes := map[string]string{`null`: "pkg/act", `""`: "pkg/act", `0`: "pkg/act", `false`: "pkg/act",
 			`42`: "act", `true`: "act", `{}`: "act", `[]`: "act", `"` + e.ns + `"`: "undefined/act", `"x/bnd"`: "bnd/act"}
-		want := map[string][]string{}
+		want := map[string][]string{"pkg/act": {}, "act": {}, "undefined/act": {}, "bnd/act": {}}
 		for i, name := range []string{`null`, `""`, `0`, `false`, `42`, `true`, `{}`, `[]`, `"` + e.ns + `"`, `"x/bnd"`} {
 			a := e.simple("act", at(i))
 			a.Annotations = []store.Annotation{
@@ -181,8 +183,14 @@ var behaviours = []behaviour{
 			}
 			e.store(a)
 			key := shapes[name]
-			if e.view() == store.FilterViewV210 {
+			switch e.view() {
+			case store.FilterViewV210:
 				key = "pkg/act" // v2.1.0 reads the path only
+			case store.FilterViewElasticSearch:
+				// OpenWhisk's Elasticsearch path: binding + "/" + name when
+				// the binding is a string ("" and another namespace's
+				// binding lead outside the namespace), else the path.
+				key = esShapes[name]
 			}
 			want[key] = append([]string{a.ActivationID}, want[key]...)
 		}
@@ -202,6 +210,7 @@ var behaviours = []behaviour{
 		spaced := e.simple("_ _", at(3))
 		sub := e.simple("_util", at(4))
 		sub.Namespace = e.ns + "/_sub"
+		sub.Annotations = nil // its path is then sub.Namespace/_util in every store
 		for _, a := range []*store.Activation{plain, packaged, bare, spaced, sub} {
 			e.store(a)
 			got, err := e.s.Get(e.ctx(), a.Namespace, a.ActivationID, store.UserContext{})
