@@ -217,8 +217,8 @@ func (b *Broker) StartupTime() time.Duration {
 }
 
 // WaitInSync waits until every partition of topic has a leader and all of
-// its replicas in sync, as a live node reports it: after a Restart, the
-// node has caught up.
+// its replicas in sync, as every live node reports it: after a Restart,
+// the node has caught up.
 func (b *Broker) WaitInSync(ctx context.Context, topic string) error {
 	var last error
 	for {
@@ -234,21 +234,26 @@ func (b *Broker) WaitInSync(ctx context.Context, topic string) error {
 	}
 }
 
+// inSync asks every live node: under ZooKeeper each broker learns of
+// topics and leaders from the controller asynchronously, so one that
+// reports the topic in sync does not mean another knows it yet.
 func (b *Broker) inSync(ctx context.Context, topic string) error {
 	addrs := b.liveAddrs()
 	if len(addrs) == 0 {
 		return errors.New("no live node")
 	}
-	parts, err := b.partitionsAt(ctx, addrs[0], topic)
-	if err != nil {
-		return err
-	}
-	if len(parts) == 0 {
-		return fmt.Errorf("no partitions of %q", topic)
-	}
-	for _, p := range parts {
-		if p.Leader.Port == 0 || len(p.Isr) < len(p.Replicas) {
-			return fmt.Errorf("partition %d: leader %d, replicas %d, in sync %d", p.ID, p.Leader.ID, len(p.Replicas), len(p.Isr))
+	for _, addr := range addrs {
+		parts, err := b.partitionsAt(ctx, addr, topic)
+		if err != nil {
+			return fmt.Errorf("%s: %w", addr, err)
+		}
+		if len(parts) == 0 {
+			return fmt.Errorf("%s: no partitions of %q", addr, topic)
+		}
+		for _, p := range parts {
+			if p.Leader.Port == 0 || len(p.Isr) < len(p.Replicas) {
+				return fmt.Errorf("%s: partition %d: leader %d, replicas %d, in sync %d", addr, p.ID, p.Leader.ID, len(p.Replicas), len(p.Isr))
+			}
 		}
 	}
 	return nil
