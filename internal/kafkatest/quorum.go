@@ -10,13 +10,18 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// ActiveController returns the node id of the active KRaft controller: the
-// leader of the metadata quorum, as a live node answers DescribeQuorum. In
-// combined mode that node is a broker too, so killing it fails over the
-// controller and its partitions at once.
+// ActiveController returns the node id of the active controller: under
+// KRaft the leader of the metadata quorum, as a live node answers
+// DescribeQuorum (in combined mode that node is a broker too, so killing it
+// fails over the controller and its partitions at once); under ZooKeeper
+// the broker elected controller, as [Broker.Controller] finds it (-1
+// during an election).
 func (b *Broker) ActiveController(ctx context.Context) (int, error) {
 	if b.apache == nil {
 		return 0, errors.New("kafkatest: ActiveController: not an Apache Kafka cluster")
+	}
+	if b.ZooKeeper() {
+		return b.Controller(ctx)
 	}
 	var errs []error
 	for _, addr := range b.liveAddrs() {
