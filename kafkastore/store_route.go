@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol"
 	metadataapi "github.com/segmentio/kafka-go/protocol/metadata"
 )
 
@@ -288,7 +289,9 @@ func retriable(cause error) bool {
 	if errors.As(cause, &kerr) {
 		return kerr.Temporary() || kerr == kafka.BrokerNotAvailable
 	}
-	return connectionFailure(cause)
+	// kafka-go's own metadata shows the partition without a leader: an
+	// election in progress (ZooKeeper clusters report it so, for seconds).
+	return errors.Is(cause, protocol.ErrNoLeader) || connectionFailure(cause)
 }
 
 // connectionFailure reports whether cause says that the partition's leader
