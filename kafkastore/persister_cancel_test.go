@@ -28,6 +28,9 @@ type rawMember struct {
 
 func newRawMember(t testing.TB, b *kafkatest.Broker, group string, topics ...string) *rawMember {
 	tr := b.Transport()
+	// Kafka before 2.8 cannot describe a group whose member joined
+	// without a client id, and drops the connection of its SyncGroup.
+	tr.ClientID = "raw-member"
 	t.Cleanup(tr.CloseIdleConnections)
 	return &rawMember{t: t, c: &kafka.Client{Addr: kafka.TCP(b.Addr()), Transport: tr}, group: group, topics: topics}
 }
