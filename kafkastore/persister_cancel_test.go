@@ -3,6 +3,8 @@ package kafkastore
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -26,11 +28,17 @@ type rawMember struct {
 	id     string
 }
 
+// rawMemberClientID names the raw member. kafka-go sends a transport's
+// empty ClientID as a null client id in the v2 request header of flexible
+// versions (JoinGroup v6+, SyncGroup v4+); Kafka 2.7 then names the member
+// "null-<uuid>" and, storing the group at SyncGroup, fails to serialise
+// its null client id (SchemaException) and drops the connection: kafka-go
+// reports "unexpected EOF". kafkatest's transports name no client.
+const rawMemberClientID = "raw-member"
+
 func newRawMember(t testing.TB, b *kafkatest.Broker, group string, topics ...string) *rawMember {
 	tr := b.Transport()
-	// Kafka before 2.8 cannot describe a group whose member joined
-	// without a client id, and drops the connection of its SyncGroup.
-	tr.ClientID = "raw-member"
+	tr.ClientID = rawMemberClientID
 	t.Cleanup(tr.CloseIdleConnections)
 	return &rawMember{t: t, c: &kafka.Client{Addr: kafka.TCP(b.Addr()), Transport: tr}, group: group, topics: topics}
 }
@@ -81,8 +89,40 @@ func (m *rawMember) joinAlone() {
 		err = sr.Error
 	}
 	if err != nil {
-		m.t.Fatalf("raw member: SyncGroup: %v", err)
+		m.t.Fatalf("raw member: SyncGroup: %v (Kafka before 2.8 drops it when a member joined without a client id)", err)
 	}
+	if ids := m.clientIDs(); len(ids) != 1 || ids[0] != rawMemberClientID {
+		m.t.Fatalf("raw member: the group's members have client ids %q, want only %q", ids, rawMemberClientID)
+	}
+}
+
+// clientIDs are the client ids of the group's members per its coordinator.
+func (m *rawMember) clientIDs() []string {
+	return groupClientIDs(m.t, m.c, m.group)
+}
+
+// groupClientIDs are the client ids of group's members per its
+// coordinator, sorted.
+func groupClientIDs(t testing.TB, c *kafka.Client, group string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := c.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
+	if err == nil && len(res.Groups) != 1 {
+		err = fmt.Errorf("%d groups in the reply, want 1", len(res.Groups))
+	}
+	if err == nil {
+		err = res.Groups[0].Error
+	}
+	if err != nil {
+		t.Fatalf("DescribeGroups %s: %v", group, err)
+	}
+	var ids []string
+	for _, mb := range res.Groups[0].Members {
+		ids = append(ids, mb.ClientID)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // state is the group's state per its coordinator.
