@@ -100,8 +100,9 @@ func instant(ms int64) string {
 	return string(append(b, 'Z'))
 }
 
-// startMs is the start a document carries: the zero time is epoch 0.
-func startMs(t time.Time) int64 {
+// sinceMs is a query's lower bound on start: an unset (zero) Since is
+// epoch 0, where OpenWhisk's queries start.
+func sinceMs(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
 	}
@@ -164,7 +165,7 @@ func encodeDocument(a *store.Activation, updated time.Time) ([]byte, error) {
 	dst = append(dst, `,"path":`...)
 	dst = appendString(dst, store.ElasticSearchPath(a))
 	dst = append(dst, `,"@timestamp":`...)
-	dst = appendString(dst, instant(startMs(a.Start)))
+	dst = appendString(dst, instant(a.Start.UnixMilli()))
 	return append(dst, '}'), nil
 }
 

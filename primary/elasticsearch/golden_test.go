@@ -57,6 +57,7 @@ func goldenActivations() map[string]*store.Activation {
 		"trigger": {
 			Namespace: "guest", Name: "mytrigger", Subject: "guest-subject", ActivationID: "2123456789abcdef0123456789abcdef",
 			Start:    time.UnixMilli(0).UTC(),
+			End:      store.NoEnd,
 			Response: store.Response{StatusCode: store.StatusSuccess, Result: json.RawMessage(`{}`)},
 			Logs:     []string{`{"statusCode":0,"success":true,"activationId":"3123456789abcdef0123456789abcdef","rule":"guest/r","action":"guest/a"}`},
 			Version:  store.DefaultVersion,
@@ -176,13 +177,7 @@ func assertSameRecord(t *testing.T, want, got *store.Activation) {
 	require.NoError(t, json.Unmarshal(g.Response.Result, &gr))
 	assert.Equal(t, wr, gr, "result")
 	w.Response.Result, g.Response.Result = nil, nil
-	ms := func(t time.Time) int64 { // the zero time is epoch 0
-		if t.IsZero() {
-			return 0
-		}
-		return t.UnixMilli()
-	}
-	assert.Equal(t, ms(w.Start), ms(g.Start))
+	assert.Equal(t, w.Start.UnixMilli(), g.Start.UnixMilli())
 	assert.Equal(t, w.HasEnd(), g.HasEnd())
 	w.Start, g.Start, w.End, g.End = time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	assert.Equal(t, w, g)

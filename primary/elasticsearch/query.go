@@ -45,7 +45,7 @@ func filters(q store.Query) []any {
 	if q.Name != "" {
 		f = append(f, exact("path", q.Namespace+"/"+q.Name))
 	}
-	rng := obj{"gte": startMs(q.Since)}
+	rng := obj{"gte": sinceMs(q.Since)}
 	if !q.Since.IsZero() {
 		rng["gte"] = q.Since.UnixMilli()
 	}
