@@ -21,6 +21,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/go-whisk/activationstore/internal/childproc"
 )
 
 // adminUser is the server admin of every CouchDB this package starts; the
@@ -181,7 +183,7 @@ func (s *couchServer) startEpmd(ctx context.Context) error {
 	defer log.Close()
 	cmd := exec.Command(bin, "-port", strconv.Itoa(s.epmdPort), "-address", "127.0.0.1")
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = childProcAttr()
+	cmd.SysProcAttr = childproc.SysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start epmd: %w", err)
 	}
@@ -193,7 +195,7 @@ func (s *couchServer) startEpmd(ctx context.Context) error {
 			_ = c.Close()
 			return nil
 		}
-		if exited(cmd.Process) {
+		if childproc.Exited(cmd.Process) {
 			_ = cmd.Wait()
 			s.epmd = nil
 			return fmt.Errorf("%w: epmd exited at start: %s", errPortTaken, readFile(logPath))
@@ -295,7 +297,7 @@ func (nd *couchNode) start() error {
 		"ERL_CRASH_DUMP="+filepath.Join(nd.dir, "erl_crash.dump"), // not in the read-only release
 	)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = childProcAttr()
+	cmd.SysProcAttr = childproc.SysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("couchtest: start node %d: %w", nd.id, err)
 	}
@@ -310,7 +312,7 @@ func (nd *couchNode) running() bool {
 	if nd.cmd == nil || nd.waited {
 		return false
 	}
-	if !exited(nd.cmd.Process) {
+	if !childproc.Exited(nd.cmd.Process) {
 		return true
 	}
 	_ = nd.cmd.Wait()
@@ -333,7 +335,7 @@ func (nd *couchNode) signal(sig os.Signal, grace time.Duration) {
 	}
 	_ = nd.cmd.Process.Signal(sig)
 	deadline := time.Now().Add(grace)
-	for !exited(nd.cmd.Process) {
+	for !childproc.Exited(nd.cmd.Process) {
 		if time.Now().After(deadline) {
 			_ = nd.cmd.Process.Kill()
 			break

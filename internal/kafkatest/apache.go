@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-whisk/activationstore/internal/childproc"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -418,7 +419,7 @@ func (n *apacheNode) format(ctx context.Context) error {
 		"--add-scram", fmt.Sprintf("SCRAM-SHA-512=[name=%s,password=%s]", scramUser, c.password))
 	cmd := exec.CommandContext(ctx, c.java, args...)
 	cmd.Dir = n.dir
-	cmd.SysProcAttr = childProcAttr()
+	cmd.SysProcAttr = childproc.SysProcAttr()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("format the storage of node %d (kafka.tools.StorageTool): %w\n%s", n.id, err, redactSecret(out, c.password))
@@ -448,7 +449,7 @@ func (n *apacheNode) start() error {
 	cmd := exec.Command(n.c.java, args...)
 	cmd.Dir = n.dir
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = childProcAttr()
+	cmd.SysProcAttr = childproc.SysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start node %d: %w", n.id, err)
 	}
@@ -463,7 +464,7 @@ func (n *apacheNode) running() bool {
 	if n.cmd == nil || n.waited {
 		return false
 	}
-	if !exited(n.cmd.Process) {
+	if !childproc.Exited(n.cmd.Process) {
 		return true
 	}
 	_ = n.cmd.Wait()

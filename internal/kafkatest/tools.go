@@ -4,6 +4,8 @@ import (
 	"context"
 	"os/exec"
 	"path/filepath"
+
+	"github.com/go-whisk/activationstore/internal/childproc"
 )
 
 // JavaClientVersion is the Apache Kafka release whose Java clients tests
@@ -30,6 +32,6 @@ func JavaCommand(ctx context.Context, version, class string, args ...string) (*e
 	}
 	c := &apacheCluster{classpath: filepath.Join(lib, "*")}
 	cmd := exec.CommandContext(ctx, java, append(append(c.jvmArgs("256m"), class), args...)...)
-	cmd.SysProcAttr = childProcAttr()
+	cmd.SysProcAttr = childproc.SysProcAttr()
 	return cmd, nil
 }

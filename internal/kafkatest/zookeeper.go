@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/go-whisk/activationstore/internal/childproc"
 )
 
 // Apache Kafka before 3.5 runs here with ZooKeeper: one standalone
@@ -88,7 +90,7 @@ func (c *apacheCluster) addSCRAMUser(ctx context.Context) error {
 		"--add-config", fmt.Sprintf("SCRAM-SHA-512=[password=%s]", c.password))
 	cmd := exec.CommandContext(ctx, c.java, args...)
 	cmd.Dir = c.dir
-	cmd.SysProcAttr = childProcAttr()
+	cmd.SysProcAttr = childproc.SysProcAttr()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("add the SCRAM user to ZooKeeper (kafka.admin.ConfigCommand): %w\n%s", err, redactSecret(out, c.password))

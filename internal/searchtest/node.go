@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/go-whisk/activationstore/internal/childproc"
 )
 
 // spec says what servers to start.
@@ -333,7 +335,7 @@ func (n *node) start() error {
 	cmd.Dir = n.dir
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = childProcAttr()
+	cmd.SysProcAttr = childproc.SysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start node %d: %w", n.id, err)
 	}
@@ -350,7 +352,7 @@ func (n *node) running() bool {
 	if n.cmd == nil || n.waited {
 		return false
 	}
-	if !exited(n.cmd.Process) {
+	if !childproc.Exited(n.cmd.Process) {
 		return true
 	}
 	_ = n.cmd.Wait()
