@@ -44,8 +44,18 @@ func TestPersisterHonoursStoreSkipHeader(t *testing.T) {
 	w := &kafka.Writer{Addr: kafka.TCP(b.Addr()), Topic: topic, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := w.WriteMessages(ctx, msgs...); err != nil {
-		t.Fatalf("produce: %v", err)
+	// A ZooKeeper-mode broker may still refuse a topic it has just listed
+	// (its log is made after its metadata names it): nothing is written
+	// then, so sending again adds no record twice.
+	for {
+		err := w.WriteMessages(ctx, msgs...)
+		if err == nil {
+			break
+		}
+		if !unknownTopic(err) || ctx.Err() != nil {
+			t.Fatalf("produce: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
@@ -74,4 +84,19 @@ func TestPersisterHonoursStoreSkipHeader(t *testing.T) {
 	if s.StoreSkipped != 2 || s.Persisted != 2 || s.Skipped != 0 || s.DeadLettered != 0 {
 		t.Errorf("stats %+v: want 2 store-skipped, 2 persisted, none skipped or dead-lettered", s)
 	}
+}
+
+// unknownTopic reports whether a Writer's error is the broker not knowing
+// the topic yet, for every message (kafka.WriteErrors has no Unwrap).
+func unknownTopic(err error) bool {
+	var werrs kafka.WriteErrors
+	if !errors.As(err, &werrs) {
+		return errors.Is(err, kafka.UnknownTopicOrPartition)
+	}
+	for _, e := range werrs {
+		if e != nil && !errors.Is(e, kafka.UnknownTopicOrPartition) {
+			return false
+		}
+	}
+	return true
 }

@@ -268,7 +268,14 @@ func proxied(t *testing.T, timeout time.Duration) (*couchdb.Store, *faultproxy.P
 	}
 	logs := &logtest.Buffer{}
 	rec := &recorder{}
-	s, err := couchdb.New(ctxT(t), u.String(), couchtest.DBName(t),
+	// The database and its design documents are made first, directly with
+	// the default timeout: on a loaded cluster that takes longer than the
+	// short timeouts these tests put on the proxied store.
+	db := couchtest.DBName(t)
+	direct, err := couchdb.New(ctxT(t), couchtest.URL(t), db)
+	require.NoError(t, err)
+	require.NoError(t, direct.Close())
+	s, err := couchdb.New(ctxT(t), u.String(), db,
 		couchdb.WithTimeout(timeout),
 		couchdb.WithHTTPClient(rec.client()),
 		couchdb.WithLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
