@@ -271,14 +271,15 @@ func proxied(t *testing.T, timeout time.Duration) (*couchdb.Store, *faultproxy.P
 	// The database and its design documents are made first, directly with
 	// the default timeout: on a loaded cluster that takes longer than the
 	// short timeouts these tests put on the proxied store.
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	db := couchtest.DBName(t)
-	direct, err := couchdb.New(ctxT(t), couchtest.URL(t), db)
+	direct, err := couchdb.New(ctxT(t), couchtest.URL(t), db, couchdb.WithLogger(logger))
 	require.NoError(t, err)
 	require.NoError(t, direct.Close())
 	s, err := couchdb.New(ctxT(t), u.String(), db,
 		couchdb.WithTimeout(timeout),
 		couchdb.WithHTTPClient(rec.client()),
-		couchdb.WithLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+		couchdb.WithLogger(logger))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	return s, p, logs, rec
