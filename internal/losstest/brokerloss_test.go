@@ -363,8 +363,16 @@ func TestBrokerLossLosesNothing(t *testing.T) {
 	if c, err := DocCount(ctx, couchURL, db); err != nil || c-len(couchdb.DesignDocs()) != total {
 		t.Errorf("doc_count minus design documents = %d (%v), want %d", c-len(couchdb.DesignDocs()), err, total)
 	}
-	if final.Persisted != int64(total) {
-		t.Errorf("sum of Persisted over the persisters = %d, want %d: each document is created exactly once", final.Persisted, total)
+	// Each record is counted once, unless an offset commit failed at a
+	// generation's end (the coordinator killed): the records it would have
+	// committed are then counted by their next owner as well (see
+	// kafkastore.PersisterStats). The database tally above is what proves
+	// each document was created once.
+	switch {
+	case final.Persisted < int64(total):
+		t.Errorf("sum of Persisted over the persisters = %d, want at least %d: every document counted", final.Persisted, total)
+	case final.Persisted > int64(total) && final.CommitErrors == 0:
+		t.Errorf("sum of Persisted over the persisters = %d, want %d with no failed commit: each record counted once", final.Persisted, total)
 	}
 	// Each failure the Store counted reached a caller, and each
 	// acknowledgement is a record the Store counted as published.
