@@ -122,6 +122,7 @@ func (r *record) activation(prefix string, f form, required, optional uint32) (*
 
 func readRecord(b []byte, what string) (*record, error) {
 	d := decoder{data: b}
+	d.path = d.pathBuf[:0]
 	d.ws()
 	if d.peek() != '{' {
 		return nil, &Error{Reason: "want a JSON object (" + what + "), got " + kindName(d.peek()), Offset: int64(d.pos)}
@@ -131,6 +132,7 @@ func readRecord(b []byte, what string) (*record, error) {
 		return nil, err
 	}
 	if err := d.end(); err != nil {
+		r.release()
 		return nil, err
 	}
 	return r, nil
@@ -143,6 +145,7 @@ func UnmarshalActivation(b []byte) (*store.Activation, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer r.release()
 	return r.activation("", formSerdes, activationRequired, activationOptional)
 }
 
@@ -188,6 +191,7 @@ func UnmarshalExtended(b []byte) (*store.Activation, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer r.release()
 	return r.activation("", formExtended, extendedRequired, extendedOptional)
 }
 
@@ -215,6 +219,7 @@ func UnmarshalSummary(b []byte) (*store.Activation, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer r.release()
 	return r.activation("", formSummary, summaryRequired, summaryOptional)
 }
 
@@ -224,6 +229,7 @@ func UnmarshalResponse(b []byte) (*store.Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer r.release()
 	if err := r.check("", responseRequired, responseOptional); err != nil {
 		return nil, err
 	}
@@ -307,6 +313,7 @@ func UnmarshalDocument(b []byte) (*Document, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer r.release()
 	a, err := r.activation("", formSerdes, activationRequired, documentOptional)
 	if err != nil {
 		return nil, err

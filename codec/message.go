@@ -89,6 +89,7 @@ func Decode(b []byte) (Message, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer r.release()
 	if !r.has(fTransid) {
 		if !r.has(fActivationID) {
 			return nil, &Error{Reason: `want an acknowledgement (with member "transid") or an activation (with member "activationId"), found neither`, Offset: -1}

@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"sync"
 	"errors"
 	"strconv"
 	"strings"
@@ -152,12 +153,35 @@ type record struct {
 
 func (r *record) has(f field) bool { return r.seen&(1<<f) != 0 }
 
-// record decodes one object.
-func (d *decoder) record(level int) (*record, error) {
+// recordPool recycles records: one is 1 KB, and the persister reads two
+// per Kafka record (the ack and its activation), which made them half of
+// what Decode allocated.
+var recordPool = sync.Pool{New: func() any { return new(record) }}
+
+// release returns r and its response record to the pool; nil is a no-op.
+// Nothing may use r afterwards. What r's fields refer to (strings, logs,
+// annotations, results) is not recycled, so values built from r stay
+// valid.
+func (r *record) release() {
+	if r == nil {
+		return
+	}
+	r.resp.release()
+	*r = record{}
+	recordPool.Put(r)
+}
+
+// record decodes one object. The caller releases the record.
+func (d *decoder) record(level int) (rec *record, err error) {
 	if err := d.objectStart(); err != nil {
 		return nil, err
 	}
-	r := &record{}
+	r := recordPool.Get().(*record)
+	defer func() {
+		if err != nil {
+			r.release()
+		}
+	}()
 	for first := true; ; first = false {
 		key, ok, err := d.nextMember(first)
 		if err != nil {
@@ -312,6 +336,7 @@ func (d *decoder) member(r *record, f field, level int) error {
 	case fResponse:
 		switch d.peek() {
 		case '"':
+			r.resp.release() // a repeated member overrides the earlier one
 			r.resp = nil
 			id, e, err := d.activationID()
 			r.respID, r.errs[f] = id, e
@@ -323,6 +348,7 @@ func (d *decoder) member(r *record, f field, level int) error {
 			}
 			r.respID = ""
 			resp, err := d.record(level + 1)
+			r.resp.release()
 			r.resp = resp
 			return err
 		}

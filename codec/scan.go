@@ -25,6 +25,9 @@ type decoder struct {
 	pos   int
 	depth int
 	path  []pathElem // where the decoder is, for error messages
+	// pathBuf backs path at the depths records have (ack → activation →
+	// response → result), so that tracking it allocates nothing
+	pathBuf [6]pathElem
 	// set while skipping, so raw values are copied verbatim unless they must
 	// be compacted (whitespace) or repaired (invalid UTF-8)
 	sawSpace, sawBadUTF8 bool
