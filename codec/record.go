@@ -1,10 +1,10 @@
 package codec
 
 import (
-	"sync"
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-whisk/activationstore/store"
