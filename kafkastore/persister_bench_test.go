@@ -164,16 +164,16 @@ func (c phaseCost) clientPerDoc() float64 {
 // measure runs phase, which stores docs documents, and returns its cost.
 func measure(b *testing.B, docs int, phase func()) phaseCost {
 	b.Helper()
-	server0, client0 := serverCPU(b), processCPU(b)
+	server0, client0 := serverCPU(), processCPU(b)
 	start := time.Now()
 	phase()
 	wall := time.Since(start)
-	return phaseCost{docs: docs, wall: wall, server: serverCPU(b) - server0, client: processCPU(b) - client0}
+	return phaseCost{docs: docs, wall: wall, server: serverCPU() - server0, client: processCPU(b) - client0}
 }
 
 // serverCPU is the CPU time of the CouchDB test server so far; 0 when it
 // is not ours to measure (COUCHDB_URL).
-func serverCPU(b *testing.B) time.Duration {
+func serverCPU() time.Duration {
 	d, err := couchtest.SharedCPUTime()
 	if err != nil {
 		return 0

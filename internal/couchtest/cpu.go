@@ -15,23 +15,8 @@ import (
 // Benchmarks take it before and after a phase to tell the server's work
 // from the client's: on 2 cores they compete for the same CPU.
 func (s *Server) CPUTime() (time.Duration, error) {
-	if s.couch == nil {
-		if s.pouch == nil || s.pouch.cmd.Process == nil {
-			return 0, errors.New("couchtest: not running")
-		}
-		return treeCPUTime(s.pouch.cmd.Process.Pid)
-	}
-	var sum time.Duration
-	for _, nd := range s.couch.nodes {
-		if pid := nd.pid(); pid != 0 {
-			d, err := treeCPUTime(pid)
-			if err != nil {
-				return 0, err
-			}
-			sum += d
-		}
-	}
-	return sum, nil
+	ticks, err := s.sumOverNodes(treeTicks)
+	return ticksDuration(ticks), err
 }
 
 // SharedCPUTime is CPUTime of the server URL returns, for benchmarks. It
@@ -50,8 +35,11 @@ func SharedCPUTime() (time.Duration, error) {
 // 100 on every Linux architecture Go supports.
 const clockTicks = 100
 
-// treeCPUTime sums the CPU time of root and of every live descendant.
-func treeCPUTime(root int) (time.Duration, error) {
+func ticksDuration(ticks int64) time.Duration { return time.Duration(ticks) * time.Second / clockTicks }
+
+// treeTicks sums the CPU time, in clock ticks, of root and of every live
+// descendant.
+func treeTicks(root int) (int64, error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0, err
@@ -86,7 +74,7 @@ func treeCPUTime(root int) (time.Duration, error) {
 			cur = int(parent.ppid)
 		}
 	}
-	return time.Duration(ticks) * time.Second / clockTicks, nil
+	return ticks, nil
 }
 
 // procStat reads a process's parent and its user plus system time in

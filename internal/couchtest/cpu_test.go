@@ -28,18 +28,18 @@ func TestTreeCPUTimeCountsDescendants(t *testing.T) {
 			t.Fatalf("the busy grandchild's tree used %v in 20 s: want ≥ 300ms", got)
 		}
 		time.Sleep(100 * time.Millisecond)
-		d, err := treeCPUTime(cmd.Process.Pid)
+		ticks, err := treeTicks(cmd.Process.Pid)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got = d
+		got = ticksDuration(ticks)
 	}
 	own, _, err := procStat(cmd.Process.Pid)
 	if err != nil || own != int64(os.Getpid()) {
 		t.Fatalf("procStat parent = %d, %v; want this process %d", own, err, os.Getpid())
 	}
-	if _, err := treeCPUTime(1 << 30); err == nil {
-		t.Error("treeCPUTime of a missing process: want an error")
+	if _, err := treeTicks(1 << 30); err == nil {
+		t.Error("treeTicks of a missing process: want an error")
 	}
 }
 

@@ -140,17 +140,21 @@ func (s *Server) Logs() string {
 
 // RSS is the resident memory of the server's processes (every node),
 // Linux only.
-func (s *Server) RSS() (int64, error) {
+func (s *Server) RSS() (int64, error) { return s.sumOverNodes(rssBytes) }
+
+// sumOverNodes adds f(pid) up over the server's running processes: every
+// node's VM, or the PouchDB server.
+func (s *Server) sumOverNodes(f func(pid int) (int64, error)) (int64, error) {
 	if s.couch == nil {
 		if s.pouch == nil || s.pouch.cmd.Process == nil {
 			return 0, errors.New("couchtest: not running")
 		}
-		return rssBytes(s.pouch.cmd.Process.Pid)
+		return f(s.pouch.cmd.Process.Pid)
 	}
 	var sum int64
 	for _, nd := range s.couch.nodes {
 		if pid := nd.pid(); pid != 0 {
-			n, err := rssBytes(pid)
+			n, err := f(pid)
 			if err != nil {
 				return 0, err
 			}

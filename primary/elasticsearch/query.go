@@ -46,9 +46,6 @@ func filters(q store.Query) []any {
 		f = append(f, exact("path", q.Namespace+"/"+q.Name))
 	}
 	rng := obj{"gte": sinceMs(q.Since)}
-	if !q.Since.IsZero() {
-		rng["gte"] = q.Since.UnixMilli()
-	}
 	if !q.Upto.IsZero() {
 		rng["lte"] = q.Upto.UnixMilli()
 	}
