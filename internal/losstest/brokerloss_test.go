@@ -22,6 +22,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/internal/logtest"
+	"github.com/go-whisk/activationstore/internal/testvolume"
 	"github.com/go-whisk/activationstore/kafkastore"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 	"github.com/go-whisk/activationstore/primary/memory"
@@ -80,10 +81,7 @@ type brokerKill struct {
 // machine. kfake has no replication: this test always runs against Apache
 // Kafka (Java required), -short included.
 func TestBrokerLossLosesNothing(t *testing.T) {
-	n := 50_000
-	if testing.Short() {
-		n = 5_000
-	}
+	n := testvolume.Pick(5_000, 10_000, 50_000)
 	const (
 		partitions  = 8
 		callers     = 16

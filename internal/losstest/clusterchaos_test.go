@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
+	"github.com/go-whisk/activationstore/internal/testvolume"
 	"github.com/go-whisk/activationstore/kafkastore"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 	"github.com/go-whisk/activationstore/store"
@@ -25,12 +28,22 @@ import (
 // restarted. Every activation arrives exactly once, no document has a
 // second leaf revision (_conflicts), and the longest time without progress
 // is reported.
+//
+// The drain must outlast every outage, however fast this machine drains:
+// a fixed volume drained before the third outage on a quiet machine (20,000
+// records) or took minutes on a loaded one (80,000). So the test keeps a
+// backlog in front of the persisters until the last node is back, and the
+// volume only sets the records produced up front and between outages.
 func TestClusterNodeChaosLosesNothing(t *testing.T) {
-	// The volume must outlast each node's restart (which down waits for):
-	// on a quiet machine 20,000 records drained before the third outage
-	// began, which then tested nothing. No smaller -short volume for the
-	// same reason.
-	n, partitions := 80_000, 4
+	const partitions = 4
+	var (
+		upFront = testvolume.Pick(3_000, 6_000, 80_000)
+		// Settled records before the first outage and between outages.
+		firstAt, between = testvolume.Pick(300, 600, 8_000), testvolume.Pick(1_000, 2_000, 20_000)
+		// The backlog kept while the outages go on: more than the
+		// persisters drain in the seconds a node is down.
+		reserve = testvolume.Pick(2_000, 3_000, 10_000)
+	)
 	ctx, cancelAll := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancelAll()
 	cluster, err := couchtest.StartCluster(ctx)
@@ -79,7 +92,18 @@ func TestClusterNodeChaosLosesNothing(t *testing.T) {
 		}
 	}()
 	run := NewRun()
-	Produce(t, b.Addr(), topic, Records(t, run, n))
+	var produced atomic.Int64 // records [0, produced) are in the topic
+	produce := func(k int) {
+		t.Helper()
+		from := int(produced.Load())
+		msgs := make([]kafka.Message, k)
+		for i := range msgs {
+			msgs[i] = Record(t, run, from+i)
+		}
+		Produce(t, b.Addr(), topic, msgs)
+		produced.Add(int64(k))
+	}
+	produce(upFront)
 
 	group := kafkatest.Topic(t, "group")
 	pattern := regexp.MustCompile("^" + regexp.QuoteMeta(topic) + "$")
@@ -159,7 +183,7 @@ func TestClusterNodeChaosLosesNothing(t *testing.T) {
 				last, lastAt = v, now
 				continue
 			}
-			if v < int64(n) {
+			if v < produced.Load() {
 				if d := now.Sub(lastAt); int64(d) > longestStall.Load() {
 					longestStall.Store(int64(d))
 				}
@@ -175,6 +199,20 @@ func TestClusterNodeChaosLosesNothing(t *testing.T) {
 		down, rejoined time.Duration
 	}
 	var outages []outage
+	// keepAhead tops the backlog up to reserve; the test's goroutine calls
+	// it while it waits, so that Produce may fail the test.
+	keepAhead := func() {
+		if backlog := produced.Load() - settled(); backlog < int64(reserve) {
+			produce(reserve - int(backlog))
+		}
+	}
+	waitSettled := func(what string, want int64) {
+		t.Helper()
+		waitFor(t, 5*time.Minute, what, func() bool {
+			keepAhead()
+			return settled() >= want
+		})
+	}
 	down := func(what string, node int, kill bool) {
 		t.Helper()
 		o := outage{what: what, node: node, at: settled()}
@@ -188,31 +226,51 @@ func TestClusterNodeChaosLosesNothing(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
-		time.Sleep(3 * time.Second) // the persisters drain with the node down
+		// The persisters drain with the node down, then while it restarts.
+		waitFor(t, time.Minute, "the node down for 3 s", func() bool {
+			keepAhead()
+			return time.Since(start) >= 3*time.Second
+		})
 		o.down = time.Since(start)
-		if err := cluster.Restart(ctx, node); err != nil {
-			t.Fatalf("%s: restart node %d: %v", what, node, err)
+		restarted := make(chan error, 1)
+		go func() { restarted <- cluster.Restart(ctx, node) }()
+		var restartErr error
+		waitFor(t, 10*time.Minute, "the node to restart", func() bool {
+			keepAhead()
+			select {
+			case restartErr = <-restarted:
+				return true
+			default:
+				return false
+			}
+		})
+		if restartErr != nil {
+			t.Fatalf("%s: restart node %d: %v", what, node, restartErr)
 		}
 		o.rejoined = time.Since(start)
+		if left := produced.Load() - settled(); left <= 0 {
+			t.Errorf("%s: the persisters had drained everything by the time node %d was back: the outage tested nothing", what, node)
+		}
 		outages = append(outages, o)
 	}
 	current := func() int { return nodeOf(members[0].store.Node()) }
 
-	waitFor(t, 5*time.Minute, "10% persisted", func() bool { return settled() >= int64(n/10) })
+	waitSettled("the first records persisted", int64(firstAt))
 	first := current()
 	down("kill the node the persisters write to", first, true)
-	waitFor(t, 5*time.Minute, "35% persisted", func() bool { return settled() >= int64(n*35/100) })
+	waitSettled("records persisted after the first outage", settled()+int64(between))
 	second := current()
 	if second == first {
 		t.Errorf("persister a still writes to node %d, which was killed", first)
 	}
 	down("stop (SIGTERM) the node the persisters write to now", second, false)
-	waitFor(t, 5*time.Minute, "60% persisted", func() bool { return settled() >= int64(n*60/100) })
+	waitSettled("records persisted after the second outage", settled()+int64(between))
 	other := 0
 	for other == current() || other == second {
 		other++
 	}
 	down("kill another node", other, true)
+	n := int(produced.Load()) // no more records from here on
 
 	waitFor(t, 10*time.Minute, "the group to commit to the end", func() bool {
 		lag, err := GroupLag(ctx, b, group, topic)
@@ -237,6 +295,9 @@ func TestClusterNodeChaosLosesNothing(t *testing.T) {
 		if o.at >= int64(n) {
 			t.Errorf("outage %d (%s) came after the drain: nothing was tested", i, o.what)
 		}
+	}
+	if want := upFront + 2*between; n < want {
+		t.Errorf("%d records produced, want at least %d", n, want)
 	}
 	if moves == 0 {
 		t.Errorf("the persisters never moved to another node")
@@ -293,8 +354,8 @@ func TestClusterNodeChaosLosesNothing(t *testing.T) {
 		phases = append(phases, fmt.Sprintf("%s: node %d at %d, down %v, back in %v", o.what, o.node, o.at,
 			o.down.Round(time.Millisecond), o.rejoined.Round(time.Millisecond)))
 	}
-	t.Logf("SUMMARY %s: n=%d partitions=%d cluster n=3 q=2 (started in %v); %s; drained in %v; persisted=%d conflicts=%d retries=%d node moves=%d [%s]; present=%d missing=%d (lost to GET too: %d) duplicates=%d foreign=%d after %v; documents with _conflicts=%d; longest stall %v",
-		t.Name(), n, partitions, cluster.Startup().Round(time.Millisecond), strings.Join(phases, "; "),
+	t.Logf("SUMMARY %s (volume %v): n=%d partitions=%d cluster n=3 q=2 (started in %v); %s; drained in %v; persisted=%d conflicts=%d retries=%d node moves=%d [%s]; present=%d missing=%d (lost to GET too: %d) duplicates=%d foreign=%d after %v; documents with _conflicts=%d; longest stall %v",
+		t.Name(), testvolume.Current(), n, partitions, cluster.Startup().Round(time.Millisecond), strings.Join(phases, "; "),
 		drained.Round(time.Millisecond), persisted, conflicts, retries, moves, strings.Join(perMember, " "),
 		tally.Present, tally.Missing, lost, tally.Duplicates, tally.Foreign, converged.Round(time.Millisecond), conflicted,
 		time.Duration(longestStall.Load()).Round(time.Millisecond))

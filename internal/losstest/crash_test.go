@@ -13,6 +13,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/internal/servicetest"
+	"github.com/go-whisk/activationstore/internal/testvolume"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 )
 
@@ -20,10 +21,7 @@ import (
 // points of a drain into CouchDB and restarted each time: every
 // activation ends up in the database exactly once.
 func TestCrashLosesNothing(t *testing.T) {
-	n, partitions, kills := 100_000, 8, 3
-	if testing.Short() {
-		n = 10_000
-	}
+	n, partitions, kills := testvolume.Pick(10_000, 20_000, 100_000), 8, 3
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, seed>>7))
 	t.Logf("seed %d", seed)

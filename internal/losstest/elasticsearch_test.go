@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/internal/searchtest"
+	"github.com/go-whisk/activationstore/internal/testvolume"
 	"github.com/go-whisk/activationstore/kafkastore"
 	"github.com/go-whisk/activationstore/primary/elasticsearch"
 	"github.com/go-whisk/activationstore/store"
@@ -93,10 +94,7 @@ func esCheck(t *testing.T, es *elasticsearch.Store, p *kafkastore.Persister, run
 // The server is killed (SIGKILL) mid-drain and started again on the same
 // port: the persister retries, and every activation ends up stored once.
 func TestElasticsearchRestartLosesNothing(t *testing.T) {
-	n := 20_000
-	if testing.Short() {
-		n = 4_000
-	}
+	n := testvolume.Pick(4_000, 8_000, 20_000)
 	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "completed")
 	b.CreateTopic(t, topic, 4, nil)
@@ -133,10 +131,7 @@ func TestElasticsearchRestartLosesNothing(t *testing.T) {
 // quorum of a 2-node voting configuration); its shards' replicas on the
 // other node take over, and every activation ends up stored once.
 func TestClusterNodeLossLosesNothing(t *testing.T) {
-	n := 20_000
-	if testing.Short() {
-		n = 4_000
-	}
+	n := testvolume.Pick(4_000, 8_000, 20_000)
 	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "completed")
 	b.CreateTopic(t, topic, 4, nil)

@@ -16,6 +16,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/go-whisk/activationstore/internal/kafkatest"
+	"github.com/go-whisk/activationstore/internal/testvolume"
 	"github.com/go-whisk/activationstore/kafkastore"
 	"github.com/go-whisk/activationstore/store"
 )
@@ -86,10 +87,7 @@ func heapBounded(t *testing.T, comp kafka.Compression, codecBuffers int64, produ
 		perPartition = 2 << 20
 	)
 	limit := int64(inFlightCap + slack + partitions*(perPartition+codecBuffers))
-	n := 40_000
-	if testing.Short() {
-		n = 12_000
-	}
+	n := testvolume.Pick(12_000, 20_000, 40_000)
 
 	// The broker runs in a child process: the records it holds and the
 	// fetch responses it builds would otherwise share the heap measured.

@@ -104,6 +104,16 @@ func Produce(t testing.TB, addr, topic string, msgs []kafka.Message) {
 // ProduceCompressed is Produce with the given compression codec (0: none).
 func ProduceCompressed(t testing.TB, addr, topic string, msgs []kafka.Message, codec kafka.Compression) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := ProduceContext(ctx, addr, topic, msgs, codec); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ProduceContext is ProduceCompressed for a goroutine other than the
+// test's: it returns its error.
+func ProduceContext(ctx context.Context, addr, topic string, msgs []kafka.Message, codec kafka.Compression) error {
 	tr := &kafka.Transport{MetadataTTL: time.Second}
 	defer tr.CloseIdleConnections()
 	// Uncompressed batches must fit the brokers' default
@@ -127,15 +137,14 @@ func ProduceCompressed(t testing.TB, addr, topic string, msgs []kafka.Message, c
 		BatchBytes:   batchBytes,
 	}
 	defer w.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	for len(msgs) > 0 {
 		n := min(len(msgs), 20_000)
 		if err := w.WriteMessages(ctx, msgs[:n]...); err != nil {
-			t.Fatalf("losstest: produce %d records to %s: %v", n, topic, err)
+			return fmt.Errorf("losstest: produce %d records to %s: %w", n, topic, err)
 		}
 		msgs = msgs[n:]
 	}
+	return nil
 }
 
 // ProduceJava writes msgs to topic with Kafka's Java producer, as a JVM

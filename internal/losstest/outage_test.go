@@ -11,6 +11,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/faultproxy"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
+	"github.com/go-whisk/activationstore/internal/testvolume"
 	"github.com/go-whisk/activationstore/kafkastore"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 )
@@ -20,11 +21,8 @@ import (
 // commits nothing it has not written, and once CouchDB is back persists
 // everything and catches up to a lag of 0.
 func TestDatabaseOutageLosesNothing(t *testing.T) {
-	n, partitions := 30_000, 4
+	n, partitions := testvolume.Pick(5_000, 10_000, 30_000), 4
 	const outage = 10 * time.Second
-	if testing.Short() {
-		n = 5_000
-	}
 	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "completed")
 	b.CreateTopic(t, topic, partitions, nil)

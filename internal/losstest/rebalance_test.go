@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
+	"github.com/go-whisk/activationstore/internal/testvolume"
 	"github.com/go-whisk/activationstore/kafkastore"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 )
@@ -40,10 +41,7 @@ func (m *member) stop(t *testing.T) {
 // load, records persisted but not committed by a partition's previous
 // owner are absorbed as conflicts, and nothing is lost.
 func TestRebalanceUnderLoadLosesNothing(t *testing.T) {
-	n, partitions := 50_000, 12
-	if testing.Short() {
-		n = 20_000
-	}
+	n, partitions := testvolume.Pick(20_000, 25_000, 50_000), 12
 	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "completed")
 	b.CreateTopic(t, topic, partitions, nil)
