@@ -20,6 +20,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/internal/logtest"
+	"github.com/go-whisk/activationstore/internal/testvolume"
 	"github.com/go-whisk/activationstore/kafkastore"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 	"github.com/go-whisk/activationstore/primary/memory"
@@ -82,7 +83,8 @@ type storeCall struct {
 // busiest partition of an 8-partition topic, the active KRaft controller
 // (combined mode: a broker too), and the leader of a single-partition
 // topic (the controllers' completed<N>); each node is SIGKILLed, and
-// restarted once the cluster has recovered. Callers Store to both topics
+// restarted once the cluster has recovered (the leader only, below the
+// full volume of internal/testvolume). Callers Store to both topics
 // through Stores with default options and do NOT retry: every Store error
 // fails the test. Two persisters drain both topics into CouchDB.
 //
@@ -248,6 +250,9 @@ func TestFailoverWithoutRetries(t *testing.T) {
 			return b.Leader(ctx, single, 0)
 		}},
 	}
+	// The leader's loss at every volume; the controller's and the single
+	// partition's at full volume (half a minute each).
+	faults = faults[:testvolume.Pick(1, 1, len(faults))]
 	topics := map[string]int{multi: partitions, single: 1}
 	for k, f := range faults {
 		time.Sleep(3 * time.Second) // steady load before the fault
