@@ -36,8 +36,9 @@ const (
 // store-blocking-result-level, or the user's storeActivations=false), the
 // ack must still carry it, so the decision travels beside the JSON, in
 // this header, which Scala controllers never look at. The persister
-// (package kafkastore/persister) settles such a record without writing it, commits its offset like any
-// other, and counts it in persister.Stats.StoreSkipped.
+// (package kafkastore/persister) settles such a record without writing
+// it, commits its offset like any other, and counts it in
+// persister.Stats.StoreSkipped.
 //
 // The header's presence is what counts; its value says why, for operators
 // (StoreSkipLevel, StoreSkipUser). Writers other than Store set it; Store

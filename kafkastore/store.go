@@ -34,7 +34,7 @@ var (
 const systemTransactionID = "sid_kafkastore"
 
 // Store is a store.Store that publishes every record to a Kafka topic,
-// from which a persister.Persister writes it to the primary store. Reads and deletes
+// from which a Persister writes it to the primary store. Reads and deletes
 // go to the primary. A Store is safe for concurrent use; concurrent Store
 // calls share produce requests.
 type Store struct {

@@ -1,6 +1,10 @@
-// Command persister runs persister.Persister as a service: it consumes the
-// activation topics and writes the records to CouchDB, or to Elasticsearch /
-// OpenSearch indices (OpenWhisk's ElasticSearchActivationStore form).
+// Command persister is the deployable persister service: one process (or
+// several in one consumer group) beside the controllers and invokers, which
+// runs a persister.Persister (package kafkastore/persister). It consumes the
+// activation topics and writes the records to the primary: CouchDB, or
+// Elasticsearch / OpenSearch indices (OpenWhisk's
+// ElasticSearchActivationStore form). Build it with go build; it is a
+// program to deploy, not a library example to copy.
 //
 // Every flag has an environment variable equivalent (flags win):
 //

@@ -113,7 +113,7 @@ func TestClusterNodeChaosLosesNothing(t *testing.T) {
 			persister.WithDrainTimeout(2*time.Second),
 		)
 		if err != nil {
-			t.Fatalf("NewPersister: %v", err)
+			t.Fatalf("persister.New: %v", err)
 		}
 		rctx, cancel := context.WithCancel(ctx)
 		m := &member{name: name, store: s, p: p, cancel: cancel, done: make(chan error, 1)}

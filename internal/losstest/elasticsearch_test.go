@@ -48,7 +48,7 @@ func esDrain(t *testing.T, b *kafkatest.Broker, es store.Store, topic string) (*
 		persister.WithDrainTimeout(2*time.Second),
 	)
 	if err != nil {
-		t.Fatalf("NewPersister: %v", err)
+		t.Fatalf("persister.New: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -168,7 +168,7 @@ func TestFailoverWithoutRetries(t *testing.T) {
 			persister.WithDrainTimeout(2*time.Second),
 		)
 		if err != nil {
-			t.Fatalf("NewPersister: %v", err)
+			t.Fatalf("persister.New: %v", err)
 		}
 		rctx, cancel := context.WithCancel(context.Background())
 		m := &member{name: name, p: p, cancel: cancel, done: make(chan error, 1)}

@@ -118,7 +118,7 @@ func heapBounded(t *testing.T, comp kafka.Compression, codecBuffers int64, produ
 		persister.WithMaxInFlightBytes(inFlightCap),
 	)
 	if err != nil {
-		t.Fatalf("NewPersister: %v", err)
+		t.Fatalf("persister.New: %v", err)
 	}
 	primary.p.Store(p)
 

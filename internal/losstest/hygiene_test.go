@@ -82,7 +82,7 @@ func TestNoGoroutineLeft(t *testing.T) {
 			persister.WithDrainTimeout(time.Second),
 		)
 		if err != nil {
-			t.Fatalf("NewPersister: %v", err)
+			t.Fatalf("persister.New: %v", err)
 		}
 		rctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)

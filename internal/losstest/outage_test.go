@@ -59,7 +59,7 @@ func TestDatabaseOutageLosesNothing(t *testing.T) {
 		persister.WithDrainTimeout(2*time.Second),
 	)
 	if err != nil {
-		t.Fatalf("NewPersister: %v", err)
+		t.Fatalf("persister.New: %v", err)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)

@@ -120,7 +120,7 @@ func TestPoisonRecordsDeadLettered(t *testing.T) {
 		persister.WithCommitInterval(200*time.Millisecond),
 	)
 	if err != nil {
-		t.Fatalf("NewPersister: %v", err)
+		t.Fatalf("persister.New: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

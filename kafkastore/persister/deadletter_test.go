@@ -85,7 +85,7 @@ func TestPersisterDeadLettersPoisonRecords(t *testing.T) {
 	good := []*store.Activation{activationtest.New("guest"), activationtest.New("guest"), activationtest.New("guest")}
 	design := activationtest.New("_design") // decodes, but store.ValidateActivation refuses it
 	rejected := activationtest.New("guest") // the primary refuses it
-	missing, err := os.ReadFile("../codec/testdata/vectors/reject-result-activation-missing-fields.json")
+	missing, err := os.ReadFile("../../codec/testdata/vectors/reject-result-activation-missing-fields.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,11 +190,11 @@ func TestPersisterInvokerAcks(t *testing.T) {
 	b.CreateTopic(t, acksTopic, 1, nil)
 	b.CreateTopic(t, othersTopic, 2, nil)
 
-	files, err := filepath.Glob("../codec/testdata/vectors/acks/*.json")
+	files, err := filepath.Glob("../../codec/testdata/vectors/acks/*.json")
 	if err != nil || len(files) < 10 {
 		t.Fatalf("ack vectors: %d files, %v", len(files), err)
 	}
-	more, _ := filepath.Glob("../codec/testdata/vectors/ack-*.json")
+	more, _ := filepath.Glob("../../codec/testdata/vectors/ack-*.json")
 	files = append(files, more...)
 	var acks [][]byte
 	docs := map[string]*store.Activation{} // what must be stored

@@ -55,7 +55,7 @@ func newTestPersister(t testing.TB, b *kafkatest.Broker, primary store.Store, op
 	t.Helper()
 	p, err := New(primary, append(fastPersisterOptions(b, t), opts...)...)
 	if err != nil {
-		t.Fatalf("NewPersister: %v", err)
+		t.Fatalf("persister.New: %v", err)
 	}
 	return p
 }

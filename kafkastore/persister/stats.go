@@ -8,7 +8,7 @@ import (
 )
 
 // Stats is a snapshot of a Persister's counters. Counters are
-// cumulative since NewPersister; gauges describe the moment of the call.
+// cumulative since New; gauges describe the moment of the call.
 //
 // Accounting: every record read ends in exactly one of Persisted,
 // Conflicts, Skipped, StoreSkipped and DeadLettered, or is Abandoned (left
