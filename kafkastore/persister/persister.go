@@ -27,7 +27,7 @@ var ErrRunning = errors.New("persister: Run called while it is running; use one 
 // stops the persister, it does not lose records. Store levels are not
 // applied here: whoever published a record decided already, and a record
 // its writer decided not to store (an ack that must carry the activation
-// all the same) is marked with HeaderStoreSkip, which the persister
+// all the same) is marked with kafkastore.HeaderStoreSkip, which the persister
 // honours.
 type Persister struct {
 	primary store.Store

@@ -47,7 +47,7 @@ type Stats struct {
 	// results shrunk to an activation id.
 	Skipped int64
 	// StoreSkipped counts records not stored because their writer marked
-	// them with HeaderStoreSkip (store level or storeActivations=false).
+	// them with kafkastore.HeaderStoreSkip (store level or storeActivations=false).
 	// Not included in Skipped.
 	StoreSkipped int64
 	// Abandoned counts records read and left unsettled, uncommitted, on a

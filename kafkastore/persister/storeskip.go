@@ -6,8 +6,8 @@ import (
 	"github.com/go-whisk/activationstore/kafkastore"
 )
 
-// storeSkipped reports whether a writer marked m with kafkastore.HeaderStoreSkip, and
-// why.
+// storeSkipped reports whether a writer marked m with
+// kafkastore.HeaderStoreSkip, and why.
 func storeSkipped(m *kafka.Message) (reason string, ok bool) {
 	for _, h := range m.Headers {
 		if h.Key == kafkastore.HeaderStoreSkip {
