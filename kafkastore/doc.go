@@ -1,12 +1,15 @@
 // Package kafkastore moves activation writes off the hot path of an
 // OpenWhisk-style controller or invoker, following OpenWhisk's Activation
 // Persister design (PR #4632): a [Store] publishes each record to Kafka,
-// and a [Persister] consumes the topics and writes the records to the
-// primary store (CouchDB) at the rate it can take.
+// and a persister (package [github.com/go-whisk/activationstore/kafkastore/persister],
+// a separate service) consumes the topics and writes the records to the
+// primary — the store that keeps activations for reading (primary/couchdb,
+// primary/elasticsearch, or primary/memory in tests) — at the rate it can
+// take.
 //
 // # Store
 //
-// [New] wraps a primary [store.Store]. Its Store method validates the
+// [New] wraps the primary, a [store.Store]. Its Store method validates the
 // record, publishes it with acks=all, key = activation id, and returns the
 // document id without a revision once every in-sync replica has it; Get,
 // List, Count and Delete go to the primary. Concurrent callers share
@@ -44,24 +47,13 @@
 // retention that covers an outage ([WithTopicRetention], 7 days) rather
 // than the hour OpenWhisk's completed* topics keep.
 //
-// # Persister
-//
-// [NewPersister] returns a consumer-group member whose Run follows every
-// topic matching a pattern (^completed.* by default, or ^activations$),
-// decodes each record with codec.Decode, writes the activations in batches
-// to the primary and commits an offset only once every record before it
-// is persisted. A conflict counts as persisted, so redelivery is harmless;
-// undecodable or invalid records go to a dead-letter topic. A record
-// marked with [HeaderStoreSkip] (an invoker's ack of a blocking activation
-// that its store level or the user's storeActivations=false excludes) is
-// committed without being stored. Scale out by running several persisters
-// in one group.
-//
 // # Options
 //
-// One [Option] type serves both constructors. Options such as
-// [WithBrokers], [WithClientID], [WithLogger], [WithTLS] and [WithSASL]
-// apply to both; the others to one, and the other constructor rejects them
-// with [ErrConfig] rather than ignoring them. Both expose counters through
-// Stats.
+// [Option] configures New; the persister has its own option type, so a
+// Store option given to persister.New, or a persister option given to New,
+// does not compile. The settings both take — [WithBrokers], [WithClientID],
+// [WithLogger], [WithTLS], [WithSASL] — are declared here once and return
+// a [SharedOption], which both constructors accept; [Connection] bundles
+// them into one value to pass to both. Every configuration error matches
+// [ErrConfig].
 package kafkastore

@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/go-whisk/activationstore/codec"
+	"github.com/go-whisk/activationstore/kafkastore/internal/kafkaconn"
 	"github.com/go-whisk/activationstore/store"
 )
 
@@ -64,25 +65,21 @@ var _ store.Store = (*Store)(nil)
 // deletes to primary, which it does not close. WithBrokers is required.
 // Unless WithTopicCreation(false), New creates the topic when it is
 // missing (bounded by the request timeout: the publish timeout, at most
-// 30 s), so it fails when the brokers are unreachable. Options of
-// NewPersister are rejected with ErrConfig.
+// 30 s), so it fails when the brokers are unreachable.
 func New(primary store.Store, opts ...Option) (*Store, error) {
 	if primary == nil {
 		return nil, configErr("nil primary store: New needs the store that reads, deletes and oversize records go to")
 	}
 	var c config
-	if err := applyOptions(&c, forStore, opts); err != nil {
+	if err := applyOptions(&c, opts); err != nil {
 		return nil, err
 	}
 	sc := c.storeConfig
 	sc.setDefaults()
-	if c.clientID == "" {
-		c.clientID = defaultStoreClientID
-	}
 	s := &Store{
 		primary:        primary,
 		cfg:            sc,
-		log:            c.logger.With(slog.String("component", "kafkastore.Store"), slog.String("topic", sc.topic)),
+		log:            c.conn.Logger.With(slog.String("component", "kafkastore.Store"), slog.String("topic", sc.topic)),
 		maxRequestSize: DefaultMaxRequestSize,
 		logsInside:     sc.logsInside(),
 		contentType:    ContentTypeResultMessage,
@@ -106,26 +103,19 @@ func New(primary store.Store, opts ...Option) (*Store, error) {
 	// would open a connection pool whose goroutine never ends.
 	transportCtx, stopTransport := context.WithCancel(context.Background())
 	s.stopTransport = stopTransport
-	s.transport = &kafka.Transport{
-		Context:     transportCtx,
-		ClientID:    c.clientID,
-		TLS:         c.tls,
-		SASL:        c.sasl,
-		DialTimeout: min(sc.publishTimeout, 5*time.Second),
-		// kafka-go routes produce requests by cached metadata. A failed
-		// produce refreshes it at once (partitionRouter); the timer only
-		// catches leader moves nothing failed on, such as a restarted
-		// broker taking its partitions back. Ask for the one topic only.
-		MetadataTTL:    time.Second,
-		MetadataTopics: []string{sc.topic},
-	}
-	kafkaLog := kafka.LoggerFunc(func(msg string, args ...any) {
-		s.log.Debug("kafka-go: " + fmt.Sprintf(msg, args...))
-	})
+	s.transport = c.conn.Transport()
+	s.transport.Context = transportCtx
+	s.transport.DialTimeout = min(sc.publishTimeout, 5*time.Second)
+	// kafka-go routes produce requests by cached metadata. A failed
+	// produce refreshes it at once (partitionRouter); the timer only
+	// catches leader moves nothing failed on, such as a restarted broker
+	// taking its partitions back. Ask for the one topic only.
+	s.transport.MetadataTopics = []string{sc.topic}
+	kafkaLog := kafkaconn.Logger{Log: s.log, Level: slog.LevelDebug}
 	reqTimeout := sc.requestTimeout()
 	newWriter := func(batchSize, attempts int, balancer kafka.Balancer) *kafka.Writer {
 		return &kafka.Writer{
-			Addr:            kafka.TCP(c.brokers...),
+			Addr:            c.conn.Addr(),
 			Topic:           sc.topic,
 			Balancer:        balancer,
 			MaxAttempts:     attempts,
@@ -146,13 +136,13 @@ func New(primary store.Store, opts ...Option) (*Store, error) {
 	const maxBatchRecords = 1000
 	// The batcher sends again itself, to another partition when the
 	// leader is down: kafka-go's own attempts would insist on one.
-	router := newPartitionRouter(s.transport, kafka.TCP(c.brokers...), sc.topic, s.log)
+	router := newPartitionRouter(s.transport, c.conn.Addr(), sc.topic, s.log)
 	s.batcher = newPublishBatcher(newWriter(maxBatchRecords, 1, batchBalancer{}), router, s.log, &s.stats.publishRetries,
 		sc.linger, sc.publishTimeout, maxBatchRecords, s.maxRequestSize)
 	s.solo = newWriter(1, 10, &kafka.RoundRobin{})
 
 	if sc.createTopic {
-		if err := s.setupTopic(c.brokers); err != nil {
+		if err := s.setupTopic(c.conn.Brokers); err != nil {
 			s.batcher.close()
 			stopTransport()
 			s.transport.CloseIdleConnections()
@@ -165,15 +155,15 @@ func New(primary store.Store, opts ...Option) (*Store, error) {
 func (s *Store) setupTopic(brokers []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.requestTimeout())
 	defer cancel()
-	spec := topicSpec{
+	spec := kafkaconn.TopicSpec{
 		Name:              s.cfg.topic,
 		Partitions:        s.cfg.topicPartitions,
 		ReplicationFactor: s.cfg.topicReplication,
 		Retention:         s.cfg.topicRetention,
 		MaxMessageBytes:   s.maxRequestSize,
-		MinInSyncReplicas: minInSyncFor(s.cfg.topicReplication),
+		MinInSyncReplicas: kafkaconn.MinInSyncFor(s.cfg.topicReplication),
 	}
-	created, err := ensureTopic(ctx, s.transport, brokers, spec)
+	created, err := kafkaconn.EnsureTopic(ctx, s.transport, brokers, spec)
 	if err != nil {
 		return fmt.Errorf("kafkastore: New: %w; check that the brokers %v are reachable, that the WithSASL/WithTLS settings match theirs, and that the client may create topics, or create the topic elsewhere and pass WithTopicCreation(false)", err, brokers)
 	}
@@ -184,7 +174,7 @@ func (s *Store) setupTopic(brokers []string) error {
 	}
 	// An existing topic keeps its limit; report a mismatch now rather than
 	// with the first large record.
-	limit, err := topicMaxMessageBytes(ctx, s.transport, brokers, s.cfg.topic)
+	limit, err := kafkaconn.TopicMaxMessageBytes(ctx, s.transport, brokers, s.cfg.topic)
 	switch {
 	case err != nil:
 		s.log.Debug("kafkastore: cannot read the topic's max.message.bytes", slog.Any("error", err))
@@ -495,8 +485,8 @@ func (e *PublishError) Error() string {
 	if e.FallbackErr != nil {
 		return msg + "; storing it in the primary instead failed too: " + e.FallbackErr.Error()
 	}
-	if isAuthError(e.Err) {
-		return msg + "; " + authHint
+	if kafkaconn.IsAuthError(e.Err) {
+		return msg + "; " + kafkaconn.AuthHint
 	}
 	return msg + "; check the brokers, then retry, or enable WithFallbackToPrimary"
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/go-whisk/activationstore/kafkastore/internal/kafkaconn"
 )
 
 // publishBatcher gathers concurrent Store calls into shared WriteMessages
@@ -67,13 +69,10 @@ const (
 	batcherQueue       = 4096
 )
 
-// Backoff between two sends of a batch when no other partition can take
-// it: an election in progress (or the only partition's leader down), or
-// too few replicas in sync.
-const (
-	resendBackoffMin = 20 * time.Millisecond
-	resendBackoffMax = 250 * time.Millisecond
-)
+// resendBackoff is the wait between two sends of a batch when no other
+// partition can take it: an election in progress (or the only partition's
+// leader down), or too few replicas in sync.
+var resendBackoff = kafkaconn.Backoff{Min: 20 * time.Millisecond, Max: 250 * time.Millisecond}
 
 func newPublishBatcher(w *kafka.Writer, router *partitionRouter, log *slog.Logger, retries *atomic.Uint64, linger, timeout time.Duration, maxRecords, maxBytes int) *publishBatcher {
 	b := &publishBatcher{
@@ -183,7 +182,7 @@ func (b *publishBatcher) write(batch []*pendingRecord, seq int) {
 // failure that may pass, to another partition if one can take them at
 // once, until ctx ends.
 func (b *publishBatcher) send(ctx context.Context, msgs []kafka.Message, seq int) error {
-	backoff := resendBackoffMin
+	waits := 0
 	var began time.Time // of the first failure
 	for attempt := 1; ; attempt++ {
 		partition, healthy := b.router.pick(ctx, seq)
@@ -210,7 +209,7 @@ func (b *publishBatcher) send(ctx context.Context, msgs []kafka.Message, seq int
 			return err
 		}
 		cause := writeCause(err)
-		if ctx.Err() != nil || !retriable(cause) || b.isAborted() {
+		if ctx.Err() != nil || !kafkaconn.Retriable(cause) || b.isAborted() {
 			return err
 		}
 		failedPartition, leader, elsewhere := b.router.failed(ctx, partition, cause)
@@ -228,7 +227,8 @@ func (b *publishBatcher) send(ctx context.Context, msgs []kafka.Message, seq int
 		if elsewhere {
 			continue
 		}
-		t := time.NewTimer(backoff)
+		waits++
+		t := time.NewTimer(resendBackoff.Wait(waits))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -238,7 +238,6 @@ func (b *publishBatcher) send(ctx context.Context, msgs []kafka.Message, seq int
 			return err
 		case <-t.C:
 		}
-		backoff = min(2*backoff, resendBackoffMax)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+
+	"github.com/go-whisk/activationstore/kafkastore/internal/kafkaconn"
 )
 
 // Defaults of the Store's options.
@@ -142,20 +144,17 @@ func (sc *storeConfig) logsInside() bool {
 	return !completedTopic.MatchString(sc.topic)
 }
 
-var (
-	completedTopic = regexp.MustCompile(`^completed`)
-	validTopicName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
-)
+var completedTopic = regexp.MustCompile(`^completed`)
 
 // WithTopic sets the topic Store publishes to; default DefaultTopic
 // ("completed-others"). The topic also selects the record format, see
 // WithLogsInActivation.
 func WithTopic(name string) Option {
-	return option("WithTopic", forStore, func(c *config) error {
-		if !validTopicName.MatchString(name) || name == "." || name == ".." {
-			return fmt.Errorf("topic %q: want 1 to 249 characters of [a-zA-Z0-9._-]", name)
+	return option("WithTopic", func(c *storeConfig) error {
+		if err := kafkaconn.CheckName("topic", name); err != nil {
+			return err
 		}
-		c.storeConfig.topic = name
+		c.topic = name
 		return nil
 	})
 }
@@ -164,8 +163,8 @@ func WithTopic(name string) Option {
 // store after publishing it (OpenWhisk's store-in-primary, a trial mode).
 // Default false: the persister writes the primary.
 func WithStoreInPrimary(on bool) Option {
-	return option("WithStoreInPrimary", forStore, func(c *config) error {
-		c.storeConfig.storeInPrimary = on
+	return option("WithStoreInPrimary", func(c *storeConfig) error {
+		c.storeInPrimary = on
 		return nil
 	})
 }
@@ -177,11 +176,11 @@ func WithStoreInPrimary(on bool) Option {
 // DefaultMaxRequestSize is raised to it, with a warning logged by New,
 // as OpenWhisk does. Raise it when logs travel inside activations.
 func WithMaxRequestSize(bytes int) Option {
-	return option("WithMaxRequestSize", forStore, func(c *config) error {
+	return option("WithMaxRequestSize", func(c *storeConfig) error {
 		if bytes <= 0 {
 			return fmt.Errorf("%d bytes: want a positive size", bytes)
 		}
-		c.storeConfig.maxRequestSize = bytes
+		c.maxRequestSize = bytes
 		return nil
 	})
 }
@@ -194,8 +193,8 @@ func WithMaxRequestSize(bytes int) Option {
 // this option the topic decides: false for names starting with
 // "completed", true for any other.
 func WithLogsInActivation(on bool) Option {
-	return option("WithLogsInActivation", forStore, func(c *config) error {
-		c.storeConfig.logsInActivation = &on
+	return option("WithLogsInActivation", func(c *storeConfig) error {
+		c.logsInActivation = &on
 		return nil
 	})
 }
@@ -203,11 +202,11 @@ func WithLogsInActivation(on bool) Option {
 // WithOversizePolicy sets what happens to a record above the maximum
 // request size; default OversizeToPrimary.
 func WithOversizePolicy(p OversizePolicy) Option {
-	return option("WithOversizePolicy", forStore, func(c *config) error {
+	return option("WithOversizePolicy", func(c *storeConfig) error {
 		if p != OversizeToPrimary && p != OversizeReject {
 			return fmt.Errorf("unknown policy %v", p)
 		}
-		c.storeConfig.oversize = p
+		c.oversize = p
 		return nil
 	})
 }
@@ -221,11 +220,11 @@ func WithOversizePolicy(p OversizePolicy) Option {
 // out: an election takes 10 to 13 s after a broker is lost with KRaft's
 // default broker.session.timeout.ms (9 s), and longer with ZooKeeper.
 func WithPublishTimeout(d time.Duration) Option {
-	return option("WithPublishTimeout", forStore, func(c *config) error {
+	return option("WithPublishTimeout", func(c *storeConfig) error {
 		if d <= 0 {
 			return fmt.Errorf("%v: want a positive duration", d)
 		}
-		c.storeConfig.publishTimeout = d
+		c.publishTimeout = d
 		return nil
 	})
 }
@@ -236,8 +235,8 @@ func WithPublishTimeout(d time.Duration) Option {
 // A record whose publish timed out may still reach Kafka later; the
 // persister then sees a conflict, which counts as persisted.
 func WithFallbackToPrimary(on bool) Option {
-	return option("WithFallbackToPrimary", forStore, func(c *config) error {
-		c.storeConfig.fallback = on
+	return option("WithFallbackToPrimary", func(c *storeConfig) error {
+		c.fallback = on
 		return nil
 	})
 }
@@ -249,11 +248,11 @@ func WithFallbackToPrimary(on bool) Option {
 // below a millisecond often take about one. kafka-go's own BatchTimeout
 // is not used: its default, one second, would be added to every Store.
 func WithLinger(d time.Duration) Option {
-	return option("WithLinger", forStore, func(c *config) error {
+	return option("WithLinger", func(c *storeConfig) error {
 		if d < 0 || d > time.Second {
 			return fmt.Errorf("%v: want 0 to 1s", d)
 		}
-		c.storeConfig.linger = d
+		c.linger = d
 		return nil
 	})
 }
@@ -263,9 +262,9 @@ func WithLinger(d time.Duration) Option {
 // contact the brokers at all; use it when the topic is managed elsewhere
 // or the client may not create topics.
 func WithTopicCreation(on bool) Option {
-	return option("WithTopicCreation", forStore, func(c *config) error {
-		c.storeConfig.createTopic = on
-		c.storeConfig.createTopicSet = true
+	return option("WithTopicCreation", func(c *storeConfig) error {
+		c.createTopic = on
+		c.createTopicSet = true
 		return nil
 	})
 }
@@ -274,7 +273,7 @@ func WithTopicCreation(on bool) Option {
 // default DefaultTopicRetention. A negative duration keeps records
 // forever. An existing topic is left as it is.
 func WithTopicRetention(d time.Duration) Option {
-	return option("WithTopicRetention", forStore, func(c *config) error {
+	return option("WithTopicRetention", func(c *storeConfig) error {
 		switch {
 		case d == 0:
 			return errors.New("0: want a positive duration, or a negative one for unlimited retention")
@@ -283,7 +282,7 @@ func WithTopicRetention(d time.Duration) Option {
 		case d < 0:
 			d = -1
 		}
-		c.storeConfig.topicRetention = d
+		c.topicRetention = d
 		return nil
 	})
 }
@@ -291,11 +290,11 @@ func WithTopicRetention(d time.Duration) Option {
 // WithTopicPartitions sets the partition count of a topic the Store
 // creates; default DefaultTopicPartitions.
 func WithTopicPartitions(n int) Option {
-	return option("WithTopicPartitions", forStore, func(c *config) error {
+	return option("WithTopicPartitions", func(c *storeConfig) error {
 		if n < 1 {
 			return fmt.Errorf("%d: want at least 1", n)
 		}
-		c.storeConfig.topicPartitions = n
+		c.topicPartitions = n
 		return nil
 	})
 }
@@ -306,11 +305,11 @@ func WithTopicPartitions(n int) Option {
 // then returns nil only when two replicas hold the record, and a record
 // survives the loss of any one broker.
 func WithTopicReplicationFactor(n int) Option {
-	return option("WithTopicReplicationFactor", forStore, func(c *config) error {
+	return option("WithTopicReplicationFactor", func(c *storeConfig) error {
 		if n < 1 {
 			return fmt.Errorf("%d: want at least 1", n)
 		}
-		c.storeConfig.topicReplication = n
+		c.topicReplication = n
 		return nil
 	})
 }

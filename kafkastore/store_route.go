@@ -3,18 +3,17 @@ package kafkastore
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"github.com/segmentio/kafka-go/protocol"
 	metadataapi "github.com/segmentio/kafka-go/protocol/metadata"
+
+	"github.com/go-whisk/activationstore/kafkastore/internal/kafkaconn"
 )
 
 // partitionRouter steers batches away from partitions whose leader failed.
@@ -196,7 +195,7 @@ func (r *partitionRouter) failed(ctx context.Context, value int, cause error) (p
 	switch {
 	case leader < 0:
 		// An election in progress: the partition has no leader to fail.
-	case connectionFailure(cause):
+	case kafkaconn.ConnectionFailure(cause):
 		// The broker the connection was to, when the error names it: the
 		// metadata may have moved the partition since the batch left.
 		var operr *net.OpError
@@ -277,35 +276,4 @@ func (r *partitionRouter) wait(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 	}
-}
-
-// retriable reports whether a produce that failed with cause may succeed
-// when sent again, to the same partition or to another one.
-func retriable(cause error) bool {
-	if cause == nil || isAuthError(cause) || errors.Is(cause, context.Canceled) {
-		return false
-	}
-	var kerr kafka.Error
-	if errors.As(cause, &kerr) {
-		return kerr.Temporary() || kerr == kafka.BrokerNotAvailable
-	}
-	// kafka-go's own metadata shows the partition without a leader: an
-	// election in progress (ZooKeeper clusters report it so, for seconds).
-	return errors.Is(cause, protocol.ErrNoLeader) || connectionFailure(cause)
-}
-
-// connectionFailure reports whether cause says that the partition's leader
-// could not be reached, or that the connection broke or hung: a broker
-// down, or being restarted.
-func connectionFailure(cause error) bool {
-	if isAuthError(cause) {
-		return false
-	}
-	var nerr net.Error
-	var operr *net.OpError
-	return errors.Is(cause, kafka.BrokerNotAvailable) ||
-		errors.Is(cause, syscall.ECONNREFUSED) || errors.Is(cause, syscall.ECONNRESET) ||
-		errors.Is(cause, syscall.EPIPE) || errors.Is(cause, io.EOF) || errors.Is(cause, io.ErrUnexpectedEOF) ||
-		errors.Is(cause, net.ErrClosed) || errors.Is(cause, context.DeadlineExceeded) ||
-		errors.As(cause, &operr) || errors.As(cause, &nerr) && nerr.Timeout()
 }

@@ -676,14 +676,6 @@ func describeTopic(t *testing.T, b *kafkatest.Broker, topic string) map[string]s
 	return out
 }
 
-func TestNewRejectsPersisterOptions(t *testing.T) {
-	b := kafkatest.Start(t)
-	_, err := kafkastore.New(memory.New(), kafkastore.WithBrokers(b.Addr()), kafkastore.WithGroupID("g"))
-	require.ErrorIs(t, err, kafkastore.ErrConfig)
-	assert.Contains(t, err.Error(), "WithGroupID")
-	assert.Contains(t, err.Error(), "NewPersister")
-}
-
 func TestNewRejectsBadConfig(t *testing.T) {
 	for name, opts := range map[string][]kafkastore.Option{
 		"no brokers":       nil,
@@ -694,7 +686,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		"zero partitions":  {kafkastore.WithBrokers("127.0.0.1:1"), kafkastore.WithTopicPartitions(0)},
 		"zero retention":   {kafkastore.WithBrokers("127.0.0.1:1"), kafkastore.WithTopicRetention(0)},
 		"unknown policy":   {kafkastore.WithBrokers("127.0.0.1:1"), kafkastore.WithOversizePolicy(7)},
-		"zero option":      {kafkastore.WithBrokers("127.0.0.1:1"), {}},
+		"zero option":      {kafkastore.WithBrokers("127.0.0.1:1"), kafkastore.SharedOption{}},
+		"nil option":       {kafkastore.WithBrokers("127.0.0.1:1"), nil},
 		"zero replication": {kafkastore.WithBrokers("127.0.0.1:1"), kafkastore.WithTopicReplicationFactor(0)},
 	} {
 		_, err := kafkastore.New(memory.New(), opts...)

@@ -16,6 +16,7 @@ import (
 	"github.com/go-whisk/activationstore/examples/invoker"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/kafkastore"
+	"github.com/go-whisk/activationstore/kafkastore/persister"
 	"github.com/go-whisk/activationstore/primary/memory"
 	"github.com/go-whisk/activationstore/store"
 )
@@ -86,12 +87,12 @@ func TestBlockingStoreDecisionTravelsInAckHeader(t *testing.T) {
 
 	// A persister reading the ack topic stores exactly the unmarked ones.
 	primary := memory.New()
-	p, err := kafkastore.NewPersister(primary, kafkastore.WithBrokers(b.Addr()),
-		kafkastore.WithTopicPattern(regexp.MustCompile("^"+regexp.QuoteMeta(topic)+"$")),
-		kafkastore.WithGroupID(kafkatest.Topic(t, "group")), kafkastore.WithDeadLetterTopic(kafkatest.Topic(t, "dlq")),
-		kafkastore.WithGroupTimeouts(3*time.Second, 3*time.Second, 100*time.Millisecond),
-		kafkastore.WithTopicRefresh(200*time.Millisecond), kafkastore.WithBatch(100, 1<<20, 5*time.Millisecond),
-		kafkastore.WithCommitInterval(100*time.Millisecond))
+	p, err := persister.New(primary, kafkastore.WithBrokers(b.Addr()),
+		persister.WithTopicPattern(regexp.MustCompile("^"+regexp.QuoteMeta(topic)+"$")),
+		persister.WithGroupID(kafkatest.Topic(t, "group")), persister.WithDeadLetterTopic(kafkatest.Topic(t, "dlq")),
+		persister.WithGroupTimeouts(3*time.Second, 3*time.Second, 100*time.Millisecond),
+		persister.WithTopicRefresh(200*time.Millisecond), persister.WithBatch(100, 1<<20, 5*time.Millisecond),
+		persister.WithCommitInterval(100*time.Millisecond))
 	require.NoError(t, err)
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)

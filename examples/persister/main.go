@@ -1,6 +1,10 @@
-// Command persister runs kafkastore.Persister as a service: it consumes the
-// activation topics and writes the records to CouchDB, or to Elasticsearch /
-// OpenSearch indices (OpenWhisk's ElasticSearchActivationStore form).
+// Command persister is the deployable persister service: one process (or
+// several in one consumer group) beside the controllers and invokers, which
+// runs a persister.Persister (package kafkastore/persister). It consumes the
+// activation topics and writes the records to the primary: CouchDB, or
+// Elasticsearch / OpenSearch indices (OpenWhisk's
+// ElasticSearchActivationStore form). Build it with go build; it is a
+// program to deploy, not a library example to copy.
 //
 // Every flag has an environment variable equivalent (flags win):
 //
@@ -104,6 +108,7 @@ import (
 	"github.com/segmentio/kafka-go/sasl/scram"
 
 	"github.com/go-whisk/activationstore/kafkastore"
+	"github.com/go-whisk/activationstore/kafkastore/persister"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 	"github.com/go-whisk/activationstore/primary/elasticsearch"
 	"github.com/go-whisk/activationstore/store"
@@ -342,15 +347,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return fmt.Errorf("-topic-pattern: %w", err)
 	}
 
-	opts := []kafkastore.Option{
+	opts := []persister.Option{
 		kafkastore.WithBrokers(strings.Split(s.brokers, ",")...),
-		kafkastore.WithGroupID(s.groupID),
-		kafkastore.WithTopicPattern(pattern),
-		kafkastore.WithDeadLetterTopic(s.deadLetterTopic),
-		kafkastore.WithBatch(s.batchSize, 4<<20, s.batchWait),
-		kafkastore.WithGroupTimeouts(s.session, s.session, s.heartbeat),
-		kafkastore.WithMaxInFlightBytes(s.maxInFlight),
-		kafkastore.WithGroupInstanceID(s.groupInstanceID),
+		persister.WithGroupID(s.groupID),
+		persister.WithTopicPattern(pattern),
+		persister.WithDeadLetterTopic(s.deadLetterTopic),
+		persister.WithBatch(s.batchSize, 4<<20, s.batchWait),
+		persister.WithGroupTimeouts(s.session, s.session, s.heartbeat),
+		persister.WithMaxInFlightBytes(s.maxInFlight),
+		persister.WithGroupInstanceID(s.groupInstanceID),
 		kafkastore.WithLogger(logger),
 	}
 	if s.clientID != "" {
@@ -363,7 +368,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		opts = append(opts, kafkastore.WithTLS(s.tlsConfig))
 	}
 	prim := &primary{}
-	p, err := kafkastore.NewPersister(prim, opts...)
+	p, err := persister.New(prim, opts...)
 	if err != nil {
 		return err
 	}
@@ -608,7 +613,7 @@ func (c *couchProbe) pingURL(ctx context.Context, u string) error {
 	return nil
 }
 
-func routes(p *kafkastore.Persister, couchUp *atomic.Bool, probe *couchProbe, registry *prometheus.Registry) http.Handler {
+func routes(p *persister.Persister, couchUp *atomic.Bool, probe *couchProbe, registry *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "pong")

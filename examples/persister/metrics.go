@@ -6,12 +6,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/go-whisk/activationstore/kafkastore"
+	"github.com/go-whisk/activationstore/kafkastore/persister"
 )
 
 // collector turns Persister.Stats snapshots into Prometheus metrics at
 // scrape time, so nothing is counted twice.
 type collector struct {
-	p *kafkastore.Persister
+	p *persister.Persister
 
 	persisted, conflicts, skipped, retries, deadLettered *prometheus.Desc
 	storeSkipped, read, abandoned, redelivered           *prometheus.Desc
@@ -23,7 +24,7 @@ type collector struct {
 const storeSkippedHelp = "Activations not stored because their writer marked them with the " +
 	kafkastore.HeaderStoreSkip + " header (store level or storeActivations=false)."
 
-func newCollector(p *kafkastore.Persister) *collector {
+func newCollector(p *persister.Persister) *collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("activation_persister_"+name, help, labels, nil)
 	}
@@ -106,7 +107,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 
 // cumulativeBuckets turns the histogram's per-bucket counts into
 // Prometheus's cumulative ones, keyed by upper bound in seconds.
-func cumulativeBuckets(h kafkastore.AgeHistogram) map[float64]uint64 {
+func cumulativeBuckets(h persister.AgeHistogram) map[float64]uint64 {
 	out := make(map[float64]uint64, len(h.Bounds))
 	var sum int64
 	for i, b := range h.Bounds {

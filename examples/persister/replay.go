@@ -16,7 +16,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/go-whisk/activationstore/kafkastore"
+	"github.com/go-whisk/activationstore/kafkastore/persister"
 )
 
 // replayCommand names the dead-letter replay command of the binary.
@@ -39,8 +39,8 @@ const (
 // deadLetterHeaders are the headers the persister adds when it
 // dead-letters a record; a copy drops them.
 var deadLetterHeaders = []string{
-	kafkastore.DeadLetterHeaderTopic, kafkastore.DeadLetterHeaderPartition, kafkastore.DeadLetterHeaderOffset,
-	kafkastore.DeadLetterHeaderReason, kafkastore.DeadLetterHeaderError,
+	persister.DeadLetterHeaderTopic, persister.DeadLetterHeaderPartition, persister.DeadLetterHeaderOffset,
+	persister.DeadLetterHeaderReason, persister.DeadLetterHeaderError,
 }
 
 type replaySettings struct {
@@ -128,7 +128,7 @@ func parseReplay(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	fs.Func("since", "only records dead-lettered at or after this time (RFC 3339)", timeFlag(&rs.since))
 	fs.Func("until", "only records dead-lettered before this time (RFC 3339)", timeFlag(&rs.until))
-	fs.StringVar(&rs.reason, "reason", "", "only records of this reason: "+kafkastore.DeadLetterInvalid+" or "+kafkastore.DeadLetterMalformed+" (default: both)")
+	fs.StringVar(&rs.reason, "reason", "", "only records of this reason: "+persister.DeadLetterInvalid+" or "+persister.DeadLetterMalformed+" (default: both)")
 	fs.BoolVar(&rs.dryRun, "dry-run", false, "count the records by reason and source topic, copy nothing")
 	err := parseFlags(fs, args, getenv, map[string]string{
 		"brokers": "PERSISTER_BROKERS", "dead-letter-topic": "PERSISTER_DEAD_LETTER_TOPIC",
@@ -145,8 +145,8 @@ func parseReplay(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, errors.New("-dead-letter-topic: empty")
 	case rs.to == rs.deadLetter:
 		return nil, errors.New("-to names the dead-letter topic itself")
-	case rs.reason != "" && rs.reason != kafkastore.DeadLetterInvalid && rs.reason != kafkastore.DeadLetterMalformed:
-		return nil, fmt.Errorf("-reason %q: want %s or %s", rs.reason, kafkastore.DeadLetterInvalid, kafkastore.DeadLetterMalformed)
+	case rs.reason != "" && rs.reason != persister.DeadLetterInvalid && rs.reason != persister.DeadLetterMalformed:
+		return nil, fmt.Errorf("-reason %q: want %s or %s", rs.reason, persister.DeadLetterInvalid, persister.DeadLetterMalformed)
 	case !rs.since.IsZero() && !rs.until.IsZero() && !rs.since.Before(rs.until):
 		return nil, fmt.Errorf("-since %s is not before -until %s", rs.since.Format(time.RFC3339), rs.until.Format(time.RFC3339))
 	}
@@ -227,7 +227,7 @@ func replay(ctx context.Context, args []string, getenv func(string) string, stdo
 		return fmt.Errorf("%s: copied %d of %d selected records, then failed: %w", replayCommand, r.copied, r.total(), err)
 	case r.noSource > 0 && !rs.dryRun:
 		return fmt.Errorf("%s: copied %d records; %d records name no source topic (no %s header) and were not copied: name a topic with -to",
-			replayCommand, r.copied, r.noSource, kafkastore.DeadLetterHeaderTopic)
+			replayCommand, r.copied, r.noSource, persister.DeadLetterHeaderTopic)
 	}
 	return nil
 }
@@ -371,9 +371,9 @@ func (r *replayer) take(ctx context.Context, m kafka.Message) error {
 	headers := make([]kafka.Header, 0, len(m.Headers))
 	for _, h := range m.Headers {
 		switch h.Key {
-		case kafkastore.DeadLetterHeaderReason:
+		case persister.DeadLetterHeaderReason:
 			reason = string(h.Value)
-		case kafkastore.DeadLetterHeaderTopic:
+		case persister.DeadLetterHeaderTopic:
 			source = string(h.Value)
 		}
 		if !slices.Contains(deadLetterHeaders, h.Key) {

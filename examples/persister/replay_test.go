@@ -21,7 +21,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/internal/servicetest"
-	"github.com/go-whisk/activationstore/kafkastore"
+	"github.com/go-whisk/activationstore/kafkastore/persister"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 	"github.com/go-whisk/activationstore/store"
 )
@@ -196,20 +196,20 @@ func TestReplayDeadLettersSelection(t *testing.T) {
 	// offset 4 names no source topic. Partition 1: three, an hour apart.
 	deadLetter := func(key string, at time.Time, reason, source string) kafka.Message {
 		h := []kafka.Header{{Key: "x-trace", Value: []byte(key)},
-			{Key: kafkastore.DeadLetterHeaderReason, Value: []byte(reason)},
-			{Key: kafkastore.DeadLetterHeaderPartition, Value: []byte("0")},
-			{Key: kafkastore.DeadLetterHeaderOffset, Value: []byte("7")},
-			{Key: kafkastore.DeadLetterHeaderError, Value: []byte("refused")}}
+			{Key: persister.DeadLetterHeaderReason, Value: []byte(reason)},
+			{Key: persister.DeadLetterHeaderPartition, Value: []byte("0")},
+			{Key: persister.DeadLetterHeaderOffset, Value: []byte("7")},
+			{Key: persister.DeadLetterHeaderError, Value: []byte("refused")}}
 		if source != "" {
-			h = append(h, kafka.Header{Key: kafkastore.DeadLetterHeaderTopic, Value: []byte(source)})
+			h = append(h, kafka.Header{Key: persister.DeadLetterHeaderTopic, Value: []byte(source)})
 		}
 		return kafka.Message{Key: []byte(key), Value: []byte(`{"v":"` + key + `"}`), Time: at, Headers: h}
 	}
 	var p0, p1 []kafka.Message
 	for i := range 6 {
-		reason, source := kafkastore.DeadLetterInvalid, src
+		reason, source := persister.DeadLetterInvalid, src
 		if i == 2 {
-			reason = kafkastore.DeadLetterMalformed
+			reason = persister.DeadLetterMalformed
 		}
 		if i == 4 {
 			source = ""
@@ -217,7 +217,7 @@ func TestReplayDeadLettersSelection(t *testing.T) {
 		p0 = append(p0, deadLetter(fmt.Sprintf("p0-%d", i), t0.Add(time.Duration(i)*time.Hour), reason, source))
 	}
 	for i := range 3 {
-		p1 = append(p1, deadLetter(fmt.Sprintf("p1-%d", i), t0.Add(time.Duration(i)*time.Hour), kafkastore.DeadLetterInvalid, src))
+		p1 = append(p1, deadLetter(fmt.Sprintf("p1-%d", i), t0.Add(time.Duration(i)*time.Hour), persister.DeadLetterInvalid, src))
 	}
 	writePartition(ctx, t, broker.Addr(), dlq, 0, p0)
 	writePartition(ctx, t, broker.Addr(), dlq, 1, p1)

@@ -33,6 +33,7 @@ import (
 	"github.com/go-whisk/activationstore/examples/invoker"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/kafkastore"
+	"github.com/go-whisk/activationstore/kafkastore/persister"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 	"github.com/go-whisk/activationstore/primary/elasticsearch"
 	"github.com/go-whisk/activationstore/primary/memory"
@@ -135,12 +136,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	p, err := kafkastore.NewPersister(primary,
+	p, err := persister.New(primary,
 		kafkastore.WithBrokers(brokers...),
-		kafkastore.WithGroupID("quickstart-"+suffix),
-		kafkastore.WithTopicPattern(regexp.MustCompile(`^(`+regexp.QuoteMeta(ackTopic)+`|`+regexp.QuoteMeta(othersTopic)+`)$`)),
-		kafkastore.WithTopicRefresh(500*time.Millisecond),
-		kafkastore.WithGroupTimeouts(10*time.Second, 10*time.Second, time.Second),
+		persister.WithGroupID("quickstart-"+suffix),
+		persister.WithTopicPattern(regexp.MustCompile(`^(`+regexp.QuoteMeta(ackTopic)+`|`+regexp.QuoteMeta(othersTopic)+`)$`)),
+		persister.WithTopicRefresh(500*time.Millisecond),
+		persister.WithGroupTimeouts(10*time.Second, 10*time.Second, time.Second),
 		kafkastore.WithLogger(logger))
 	if err != nil {
 		return err
@@ -204,7 +205,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func persistedOf(p *kafkastore.Persister) int64 {
+func persistedOf(p *persister.Persister) int64 {
 	s := p.Stats()
 	return s.Persisted + s.Conflicts
 }
@@ -243,7 +244,7 @@ type progress struct {
 
 func (p *progress) stop() { close(p.done); p.wg.Wait() }
 
-func startProgress(out io.Writer, w *workload, ps *kafkastore.Persister, begin time.Time) *progress {
+func startProgress(out io.Writer, w *workload, ps *persister.Persister, begin time.Time) *progress {
 	pr := &progress{done: make(chan struct{})}
 	pr.wg.Go(func() {
 		t := time.NewTicker(time.Second)

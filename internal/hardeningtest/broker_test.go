@@ -15,6 +15,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/internal/logtest"
 	"github.com/go-whisk/activationstore/kafkastore"
+	"github.com/go-whisk/activationstore/kafkastore/persister"
 	"github.com/go-whisk/activationstore/primary/memory"
 	"github.com/go-whisk/activationstore/store"
 )
@@ -285,26 +286,26 @@ func TestStoreBrokerHangs(t *testing.T) {
 }
 
 // persisterOptions are short timings for tests.
-func persisterOptions(t testing.TB, addr string, logger *slog.Logger, topic string) []kafkastore.Option {
-	return []kafkastore.Option{
+func persisterOptions(t testing.TB, addr string, logger *slog.Logger, topic string) []persister.Option {
+	return []persister.Option{
 		kafkastore.WithBrokers(addr),
 		kafkastore.WithLogger(logger),
-		kafkastore.WithGroupID(kafkatest.Topic(t, "group")),
-		kafkastore.WithDeadLetterTopic(kafkatest.Topic(t, "dlq")),
-		kafkastore.WithTopicPattern(regexp.MustCompile("^" + regexp.QuoteMeta(topic) + "$")),
-		kafkastore.WithGroupTimeouts(3*time.Second, 3*time.Second, 100*time.Millisecond),
-		kafkastore.WithTopicRefresh(200 * time.Millisecond),
-		kafkastore.WithBatch(500, 4<<20, 5*time.Millisecond),
-		kafkastore.WithRetryBackoff(5*time.Millisecond, 100*time.Millisecond),
-		kafkastore.WithCommitInterval(100 * time.Millisecond),
-		kafkastore.WithDrainTimeout(time.Second),
+		persister.WithGroupID(kafkatest.Topic(t, "group")),
+		persister.WithDeadLetterTopic(kafkatest.Topic(t, "dlq")),
+		persister.WithTopicPattern(regexp.MustCompile("^" + regexp.QuoteMeta(topic) + "$")),
+		persister.WithGroupTimeouts(3*time.Second, 3*time.Second, 100*time.Millisecond),
+		persister.WithTopicRefresh(200 * time.Millisecond),
+		persister.WithBatch(500, 4<<20, 5*time.Millisecond),
+		persister.WithRetryBackoff(5*time.Millisecond, 100*time.Millisecond),
+		persister.WithCommitInterval(100 * time.Millisecond),
+		persister.WithDrainTimeout(time.Second),
 	}
 }
 
 // runUntilCancel runs p; stop cancels it and returns how long Run took to
 // return, failing the test when Run returned before stop, returned an
 // error, or did not return within limit.
-func runUntilCancel(t testing.TB, p *kafkastore.Persister, limit time.Duration) (stop func() time.Duration) {
+func runUntilCancel(t testing.TB, p *persister.Persister, limit time.Duration) (stop func() time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -344,7 +345,7 @@ func TestPersisterBrokerDown(t *testing.T) {
 	t.Run("closed port", func(t *testing.T) {
 		leaks := startLeakCheck()
 		var logs logtest.Buffer
-		p, err := kafkastore.NewPersister(memory.New(), persisterOptions(t, closedPort(t), debugLogger(&logs), "completed-x")...)
+		p, err := persister.New(memory.New(), persisterOptions(t, closedPort(t), debugLogger(&logs), "completed-x")...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -378,7 +379,7 @@ func TestPersisterBrokerDown(t *testing.T) {
 			t.Fatal(err)
 		}
 		var logs logtest.Buffer
-		p, err := kafkastore.NewPersister(mem, persisterOptions(t, b.Addr(), debugLogger(&logs), topic)...)
+		p, err := persister.New(mem, persisterOptions(t, b.Addr(), debugLogger(&logs), topic)...)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,7 +19,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/internal/logtest"
-	"github.com/go-whisk/activationstore/kafkastore"
+	"github.com/go-whisk/activationstore/kafkastore/persister"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 	"github.com/go-whisk/activationstore/store"
 )
@@ -108,7 +108,7 @@ func TestHostileRecordsDeadLettered(t *testing.T) {
 	var logs logtest.Buffer
 	opts := persisterOptions(t, b.Addr(), debugLogger(&logs), topic)
 	dlq := kafkatest.Topic(t, "dlq")
-	p, err := kafkastore.NewPersister(couch, append(opts, kafkastore.WithDeadLetterTopic(dlq))...)
+	p, err := persister.New(couch, append(opts, persister.WithDeadLetterTopic(dlq))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,15 +154,15 @@ func TestHostileRecordsDeadLettered(t *testing.T) {
 	reasons := map[string]int{}
 	for i, m := range dead {
 		h := headers(m)
-		if h[kafkastore.DeadLetterHeaderOffset] != fmt.Sprint(i) || h[kafkastore.DeadLetterHeaderTopic] != topic {
-			t.Errorf("dead letter %d: source %s/%s, want %s/%d", i, h[kafkastore.DeadLetterHeaderTopic], h[kafkastore.DeadLetterHeaderOffset], topic, i)
+		if h[persister.DeadLetterHeaderOffset] != fmt.Sprint(i) || h[persister.DeadLetterHeaderTopic] != topic {
+			t.Errorf("dead letter %d: source %s/%s, want %s/%d", i, h[persister.DeadLetterHeaderTopic], h[persister.DeadLetterHeaderOffset], topic, i)
 		}
-		reason := h[kafkastore.DeadLetterHeaderReason]
+		reason := h[persister.DeadLetterHeaderReason]
 		reasons[reason]++
-		if reason != kafkastore.DeadLetterInvalid && reason != kafkastore.DeadLetterMalformed {
+		if reason != persister.DeadLetterInvalid && reason != persister.DeadLetterMalformed {
 			t.Errorf("dead letter %d: reason %q", i, reason)
 		}
-		if e := h[kafkastore.DeadLetterHeaderError]; !strings.Contains(e, hostile[i].field) {
+		if e := h[persister.DeadLetterHeaderError]; !strings.Contains(e, hostile[i].field) {
 			t.Errorf("dead letter %d (%s %q): error header %q does not name the field", i, hostile[i].field, hostile[i].value, e)
 		}
 		if !bytes.Equal(m.Value, values[i]) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/internal/logtest"
 	"github.com/go-whisk/activationstore/kafkastore"
+	"github.com/go-whisk/activationstore/kafkastore/persister"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 	"github.com/go-whisk/activationstore/store"
 )
@@ -123,8 +123,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 	t.Run("kfake SASL PLAIN", func(t *testing.T) {
 		b := kafkatest.StartFake(t, kfake.EnableSASL(), kfake.Superuser("PLAIN", kafkaUser, kafkaPassword))
 		secretsNeverLeak(t, b, kafkaCredentials{
-			right:          []kafkastore.Option{kafkastore.WithSASL(plain.Mechanism{Username: kafkaUser, Password: kafkaPassword})},
-			wrong:          []kafkastore.Option{kafkastore.WithSASL(plain.Mechanism{Username: kafkaUser, Password: wrongPassword})},
+			right:          kafkastore.WithSASL(plain.Mechanism{Username: kafkaUser, Password: kafkaPassword}),
+			wrong:          kafkastore.WithSASL(plain.Mechanism{Username: kafkaUser, Password: wrongPassword}),
 			secrets:        []string{kafkaPassword, wrongPassword},
 			publishTimeout: secretsTimeout,
 		})
@@ -141,7 +141,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		}
 		secretsNeverLeak(t, b, kafkaCredentials{
 			right:   clientSecurity(b),
-			wrong:   []kafkastore.Option{kafkastore.WithSASL(wrong), kafkastore.WithTLS(b.TLS())},
+			wrong:   kafkastore.Connection(kafkastore.WithSASL(wrong), kafkastore.WithTLS(b.TLS())),
 			secrets: []string{password, "wr0ng-" + password},
 			// A real broker creates a topic in seconds on a loaded machine.
 			publishTimeout: securedPublishTimeout,
@@ -153,7 +153,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 // broker, right and wrong, the passwords they hold, and the Store's
 // publish timeout there.
 type kafkaCredentials struct {
-	right, wrong   []kafkastore.Option
+	right, wrong   kafkastore.SharedOption
 	secrets        []string
 	publishTimeout time.Duration
 }
@@ -182,7 +182,7 @@ func secretsNeverLeak(t *testing.T, b *kafkatest.Broker, creds kafkaCredentials)
 	// Two Stores, one writing the primary too, to cover both paths.
 	var stores []*kafkastore.Store
 	for _, inPrimary := range []bool{false, true} {
-		ks, err := kafkastore.New(couch, append(slices.Clip(creds.right), kafkastore.WithBrokers(b.Addr()), kafkastore.WithTopic(topic),
+		ks, err := kafkastore.New(couch, append([]kafkastore.Option{creds.right}, kafkastore.WithBrokers(b.Addr()), kafkastore.WithTopic(topic),
 			kafkastore.WithTopicPartitions(2), kafkastore.WithLogger(logger),
 			kafkastore.WithPublishTimeout(creds.publishTimeout), kafkastore.WithStoreInPrimary(inPrimary))...)
 		if scan.note(err) != nil {
@@ -200,7 +200,7 @@ func secretsNeverLeak(t *testing.T, b *kafkatest.Broker, creds kafkaCredentials)
 		}
 		stored = append(stored, a)
 	}
-	p, err := kafkastore.NewPersister(couch, append(persisterOptions(t, b.Addr(), logger, topic), creds.right...)...)
+	p, err := persister.New(couch, append(persisterOptions(t, b.Addr(), logger, topic), creds.right)...)
 	if scan.note(err) != nil {
 		t.Fatal(err)
 	}
@@ -263,12 +263,12 @@ func secretsNeverLeak(t *testing.T, b *kafkatest.Broker, creds kafkaCredentials)
 	})
 
 	// A wrong Kafka password: New, Store and a persister all fail.
-	_, err = kafkastore.New(couch, append(slices.Clip(creds.wrong), kafkastore.WithBrokers(b.Addr()), kafkastore.WithTopic(topic),
+	_, err = kafkastore.New(couch, append([]kafkastore.Option{creds.wrong}, kafkastore.WithBrokers(b.Addr()), kafkastore.WithTopic(topic),
 		kafkastore.WithLogger(logger), kafkastore.WithPublishTimeout(creds.publishTimeout))...)
 	if scan.note(err) == nil {
 		t.Error("kafkastore.New with a wrong SASL password succeeded")
 	}
-	badStore, err := kafkastore.New(couch, append(slices.Clip(creds.wrong), kafkastore.WithBrokers(b.Addr()), kafkastore.WithTopic(topic),
+	badStore, err := kafkastore.New(couch, append([]kafkastore.Option{creds.wrong}, kafkastore.WithBrokers(b.Addr()), kafkastore.WithTopic(topic),
 		kafkastore.WithLogger(logger), kafkastore.WithPublishTimeout(creds.publishTimeout),
 		kafkastore.WithTopicCreation(false))...)
 	if scan.note(err) != nil {
@@ -278,7 +278,7 @@ func secretsNeverLeak(t *testing.T, b *kafkatest.Broker, creds kafkaCredentials)
 		t.Error("Store with a wrong SASL password succeeded")
 	}
 	scan.note(badStore.Close())
-	bp, err := kafkastore.NewPersister(couch, append(persisterOptions(t, b.Addr(), logger, topic), creds.wrong...)...)
+	bp, err := persister.New(couch, append(persisterOptions(t, b.Addr(), logger, topic), creds.wrong)...)
 	if scan.note(err) != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/logtest"
 	"github.com/go-whisk/activationstore/internal/servicetest"
 	"github.com/go-whisk/activationstore/kafkastore"
+	"github.com/go-whisk/activationstore/kafkastore/persister"
 	"github.com/go-whisk/activationstore/primary/memory"
 	"github.com/go-whisk/activationstore/store"
 )
@@ -89,7 +90,7 @@ func securedFlow(t *testing.T, b *kafkatest.Broker, bin string) string {
 
 	// The Store creates the topic and publishes through the listener.
 	start := time.Now()
-	ks, err := kafkastore.New(memory.New(), append(clientSecurity(b), kafkastore.WithBrokers(b.Addrs()...),
+	ks, err := kafkastore.New(memory.New(), append([]kafkastore.Option{clientSecurity(b)}, kafkastore.WithBrokers(b.Addrs()...),
 		kafkastore.WithTopic(topic), kafkastore.WithTopicPartitions(2), kafkastore.WithLogger(logger),
 		kafkastore.WithPublishTimeout(securedPublishTimeout))...)
 	if err != nil {
@@ -115,7 +116,7 @@ func securedFlow(t *testing.T, b *kafkatest.Broker, bin string) string {
 
 	// A Persister consumes them through the listener.
 	mem := memory.New()
-	p, err := kafkastore.NewPersister(mem, append(persisterOptions(t, b.Addr(), logger, topic), clientSecurity(b)...)...)
+	p, err := persister.New(mem, append(persisterOptions(t, b.Addr(), logger, topic), clientSecurity(b))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,12 +181,12 @@ func wrongPasswordLibrary(t *testing.T, b *kafkatest.Broker) string {
 	scan := &leakScan{secrets: []string{password, wrongPassword}}
 	var logs logtest.Buffer
 	logger := debugLogger(&logs)
-	security := []kafkastore.Option{kafkastore.WithSASL(wrong)}
+	security := []kafkastore.SharedOption{kafkastore.WithSASL(wrong)}
 	if c := b.TLS(); c != nil {
 		security = append(security, kafkastore.WithTLS(c))
 	}
-	opts := append([]kafkastore.Option{kafkastore.WithBrokers(b.Addr()), kafkastore.WithLogger(logger),
-		kafkastore.WithPublishTimeout(securedPublishTimeout)}, security...)
+	opts := []kafkastore.Option{kafkastore.WithBrokers(b.Addr()), kafkastore.WithLogger(logger),
+		kafkastore.WithPublishTimeout(securedPublishTimeout), kafkastore.Connection(security...)}
 	topic := kafkatest.Topic(t, "completed-wrong")
 	b.CreateTopic(t, topic, 1, nil)
 	wantAuthFailure := func(what string, err error, took time.Duration) {
@@ -227,7 +228,7 @@ func wrongPasswordLibrary(t *testing.T, b *kafkatest.Broker) string {
 	scan.note(s.Close())
 
 	// The Persister keeps retrying, not ready, logging the cause.
-	p, err := kafkastore.NewPersister(memory.New(), append(persisterOptions(t, b.Addr(), logger, topic), security...)...)
+	p, err := persister.New(memory.New(), append(persisterOptions(t, b.Addr(), logger, topic), kafkastore.Connection(security...))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,16 +347,16 @@ func startRefusedService(t *testing.T, b *kafkatest.Broker, bin string, env []st
 	return svc, bodies
 }
 
-// clientSecurity are the Store and Persister options for b's listener.
-func clientSecurity(b *kafkatest.Broker) []kafkastore.Option {
-	var opts []kafkastore.Option
+// clientSecurity is the Store and Persister setting for b's listener.
+func clientSecurity(b *kafkatest.Broker) kafkastore.SharedOption {
+	var opts []kafkastore.SharedOption
 	if c := b.TLS(); c != nil {
 		opts = append(opts, kafkastore.WithTLS(c))
 	}
 	if m := b.SASL(); m != nil {
 		opts = append(opts, kafkastore.WithSASL(m))
 	}
-	return opts
+	return kafkastore.Connection(opts...)
 }
 
 // serviceSecurity is the service's environment for b's listener, with the

@@ -10,7 +10,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/internal/logtest"
-	"github.com/go-whisk/activationstore/kafkastore"
+	"github.com/go-whisk/activationstore/kafkastore/persister"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 	"github.com/go-whisk/activationstore/store"
 )
@@ -43,7 +43,7 @@ func TestPersisterKeepsUnderscoreNames(t *testing.T) {
 	produceValues(t, b.Addr(), topic, values)
 
 	var logs logtest.Buffer
-	p, err := kafkastore.NewPersister(couch, persisterOptions(t, b.Addr(), debugLogger(&logs), topic)...)
+	p, err := persister.New(couch, persisterOptions(t, b.Addr(), debugLogger(&logs), topic)...)
 	if err != nil {
 		t.Fatal(err)
 	}

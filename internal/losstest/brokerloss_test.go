@@ -24,6 +24,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/logtest"
 	"github.com/go-whisk/activationstore/internal/testvolume"
 	"github.com/go-whisk/activationstore/kafkastore"
+	"github.com/go-whisk/activationstore/kafkastore/persister"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 	"github.com/go-whisk/activationstore/primary/memory"
 	"github.com/go-whisk/activationstore/store"
@@ -62,7 +63,7 @@ type brokerKill struct {
 	busiestMoved, ledMoved, coordMoved, commitsMoved time.Duration
 	restarted                                        time.Time
 	restart, inSync                                  time.Duration // Restart's duration; from it to all replicas in sync
-	before, after                                    kafkastore.PersisterStats
+	before, after                                    persister.Stats
 }
 
 // A node of a three-node Apache Kafka cluster is killed with SIGKILL while
@@ -136,22 +137,22 @@ func TestBrokerLossLosesNothing(t *testing.T) {
 	dlq := kafkatest.Topic(t, "dlq")
 	var members []*member
 	for _, name := range []string{"loss-a", "loss-b"} {
-		p, err := kafkastore.NewPersister(primary,
+		p, err := persister.New(primary,
 			kafkastore.WithBrokers(b.Addrs()...),
 			kafkastore.WithClientID(name),
-			kafkastore.WithGroupID(group),
-			kafkastore.WithTopicPattern(pattern),
-			kafkastore.WithDeadLetterTopic(dlq),
+			persister.WithGroupID(group),
+			persister.WithTopicPattern(pattern),
+			persister.WithDeadLetterTopic(dlq),
 			kafkastore.WithLogger(slog.New(slog.NewTextHandler(&persisterLog, nil)).With("member", name)),
 			// The default group timeouts (session 30 s, heartbeat 3 s), as
 			// in production: a coordinator loss must not cost a session.
-			kafkastore.WithBatch(500, 4<<20, 10*time.Millisecond),
-			kafkastore.WithRetryBackoff(50*time.Millisecond, time.Second),
-			kafkastore.WithCommitInterval(200*time.Millisecond),
-			kafkastore.WithDrainTimeout(2*time.Second),
+			persister.WithBatch(500, 4<<20, 10*time.Millisecond),
+			persister.WithRetryBackoff(50*time.Millisecond, time.Second),
+			persister.WithCommitInterval(200*time.Millisecond),
+			persister.WithDrainTimeout(2*time.Second),
 		)
 		if err != nil {
-			t.Fatalf("NewPersister: %v", err)
+			t.Fatalf("persister.New: %v", err)
 		}
 		rctx, cancel := context.WithCancel(context.Background())
 		m := &member{name: name, p: p, cancel: cancel, done: make(chan error, 1)}
@@ -166,7 +167,7 @@ func TestBrokerLossLosesNothing(t *testing.T) {
 			}
 		}
 	}()
-	groupStats := func() (sum kafkastore.PersisterStats) {
+	groupStats := func() (sum persister.Stats) {
 		for _, m := range members {
 			st := m.p.Stats()
 			sum.Persisted += st.Persisted
@@ -364,7 +365,7 @@ func TestBrokerLossLosesNothing(t *testing.T) {
 	// Each record is counted once, unless an offset commit failed at a
 	// generation's end (the coordinator killed): the records it would have
 	// committed are then counted by their next owner as well (see
-	// kafkastore.PersisterStats). The database tally above is what proves
+	// persister.Stats). The database tally above is what proves
 	// each document was created once.
 	switch {
 	case final.Persisted < int64(total):

@@ -17,6 +17,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/internal/testvolume"
 	"github.com/go-whisk/activationstore/kafkastore"
+	"github.com/go-whisk/activationstore/kafkastore/persister"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 	"github.com/go-whisk/activationstore/store"
 )
@@ -107,39 +108,39 @@ func TestClusterNodeChaosLosesNothing(t *testing.T) {
 
 	group := kafkatest.Topic(t, "group")
 	pattern := regexp.MustCompile("^" + regexp.QuoteMeta(topic) + "$")
-	type persister struct {
+	type member struct {
 		name   string
 		store  *couchdb.Store
-		p      *kafkastore.Persister
+		p      *persister.Persister
 		cancel context.CancelFunc
 		done   chan error
 	}
-	var members []*persister
+	var members []*member
 	for _, name := range []string{"chaos-a", "chaos-b"} {
 		s, err := couchdb.New(ctx, list, db, couchdb.WithTimeout(10*time.Second))
 		if err != nil {
 			t.Fatalf("couchdb.New with the node list: %v", err)
 		}
 		defer s.Close()
-		p, err := kafkastore.NewPersister(s,
+		p, err := persister.New(s,
 			kafkastore.WithBrokers(b.Addr()),
 			kafkastore.WithClientID(name),
-			kafkastore.WithGroupID(group),
-			kafkastore.WithTopicPattern(pattern),
-			kafkastore.WithDeadLetterTopic(kafkatest.Topic(t, "dlq")),
-			kafkastore.WithGroupTimeouts(6*time.Second, 6*time.Second, 300*time.Millisecond),
+			persister.WithGroupID(group),
+			persister.WithTopicPattern(pattern),
+			persister.WithDeadLetterTopic(kafkatest.Topic(t, "dlq")),
+			persister.WithGroupTimeouts(6*time.Second, 6*time.Second, 300*time.Millisecond),
 			// Small batches keep the drain going through every outage.
-			kafkastore.WithBatch(100, 4<<20, 10*time.Millisecond),
-			kafkastore.WithMaxInFlightBytes(2<<20),
-			kafkastore.WithRetryBackoff(50*time.Millisecond, time.Second),
-			kafkastore.WithCommitInterval(200*time.Millisecond),
-			kafkastore.WithDrainTimeout(2*time.Second),
+			persister.WithBatch(100, 4<<20, 10*time.Millisecond),
+			persister.WithMaxInFlightBytes(2<<20),
+			persister.WithRetryBackoff(50*time.Millisecond, time.Second),
+			persister.WithCommitInterval(200*time.Millisecond),
+			persister.WithDrainTimeout(2*time.Second),
 		)
 		if err != nil {
-			t.Fatalf("NewPersister: %v", err)
+			t.Fatalf("persister.New: %v", err)
 		}
 		rctx, cancel := context.WithCancel(ctx)
-		m := &persister{name: name, store: s, p: p, cancel: cancel, done: make(chan error, 1)}
+		m := &member{name: name, store: s, p: p, cancel: cancel, done: make(chan error, 1)}
 		go func() { m.done <- p.Run(rctx) }()
 		members = append(members, m)
 	}

@@ -1,6 +1,6 @@
 // Package losstest proves that the activation persister loses nothing.
 //
-// Its tests drive kafkastore.Persister — in process, and as the
+// Its tests drive persister.Persister — in process, and as the
 // examples/persister service — through the failures a production
 // deployment meets: the process killed with SIGKILL in the middle of a
 // drain, the database unreachable for seconds, consumer group rebalances

@@ -14,6 +14,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/searchtest"
 	"github.com/go-whisk/activationstore/internal/testvolume"
 	"github.com/go-whisk/activationstore/kafkastore"
+	"github.com/go-whisk/activationstore/kafkastore/persister"
 	"github.com/go-whisk/activationstore/primary/elasticsearch"
 	"github.com/go-whisk/activationstore/store"
 )
@@ -34,21 +35,21 @@ func searchVersion(t *testing.T) searchtest.Version {
 
 // esDrain runs a persister from topic into es and returns it with a stop
 // function that checks Run's error.
-func esDrain(t *testing.T, b *kafkatest.Broker, es store.Store, topic string) (*kafkastore.Persister, func()) {
+func esDrain(t *testing.T, b *kafkatest.Broker, es store.Store, topic string) (*persister.Persister, func()) {
 	t.Helper()
-	p, err := kafkastore.NewPersister(es,
+	p, err := persister.New(es,
 		kafkastore.WithBrokers(b.Addr()),
-		kafkastore.WithGroupID(kafkatest.Topic(t, "group")),
-		kafkastore.WithTopicPattern(regexp.MustCompile("^"+regexp.QuoteMeta(topic)+"$")),
-		kafkastore.WithDeadLetterTopic(kafkatest.Topic(t, "dlq")),
-		kafkastore.WithGroupTimeouts(6*time.Second, 6*time.Second, 500*time.Millisecond),
-		kafkastore.WithBatch(500, 4<<20, 10*time.Millisecond),
-		kafkastore.WithRetryBackoff(100*time.Millisecond, 2*time.Second),
-		kafkastore.WithCommitInterval(200*time.Millisecond),
-		kafkastore.WithDrainTimeout(2*time.Second),
+		persister.WithGroupID(kafkatest.Topic(t, "group")),
+		persister.WithTopicPattern(regexp.MustCompile("^"+regexp.QuoteMeta(topic)+"$")),
+		persister.WithDeadLetterTopic(kafkatest.Topic(t, "dlq")),
+		persister.WithGroupTimeouts(6*time.Second, 6*time.Second, 500*time.Millisecond),
+		persister.WithBatch(500, 4<<20, 10*time.Millisecond),
+		persister.WithRetryBackoff(100*time.Millisecond, 2*time.Second),
+		persister.WithCommitInterval(200*time.Millisecond),
+		persister.WithDrainTimeout(2*time.Second),
 	)
 	if err != nil {
-		t.Fatalf("NewPersister: %v", err)
+		t.Fatalf("persister.New: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -63,7 +64,7 @@ func esDrain(t *testing.T, b *kafkatest.Broker, es store.Store, topic string) (*
 
 // esCheck lists every document of the run's namespace and checks that
 // each activation is there exactly once.
-func esCheck(t *testing.T, es *elasticsearch.Store, p *kafkastore.Persister, run uint32, n int) {
+func esCheck(t *testing.T, es *elasticsearch.Store, p *persister.Persister, run uint32, n int) {
 	t.Helper()
 	waitFor(t, 5*time.Minute, "every record persisted", func() bool {
 		s := p.Stats()

@@ -22,6 +22,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/logtest"
 	"github.com/go-whisk/activationstore/internal/testvolume"
 	"github.com/go-whisk/activationstore/kafkastore"
+	"github.com/go-whisk/activationstore/kafkastore/persister"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 	"github.com/go-whisk/activationstore/primary/memory"
 	"github.com/go-whisk/activationstore/store"
@@ -156,20 +157,20 @@ func TestFailoverWithoutRetries(t *testing.T) {
 	dlq := kafkatest.Topic(t, "dlq")
 	var members []*member
 	for _, name := range []string{"failover-a", "failover-b"} {
-		p, err := kafkastore.NewPersister(primary,
+		p, err := persister.New(primary,
 			kafkastore.WithBrokers(b.Addrs()...),
 			kafkastore.WithClientID(name),
-			kafkastore.WithGroupID(group),
-			kafkastore.WithTopicPattern(pattern),
-			kafkastore.WithDeadLetterTopic(dlq),
+			persister.WithGroupID(group),
+			persister.WithTopicPattern(pattern),
+			persister.WithDeadLetterTopic(dlq),
 			kafkastore.WithLogger(slog.New(slog.NewTextHandler(&persisterLog, nil)).With("member", name)),
-			kafkastore.WithBatch(500, 4<<20, 10*time.Millisecond),
-			kafkastore.WithRetryBackoff(50*time.Millisecond, time.Second),
-			kafkastore.WithCommitInterval(200*time.Millisecond),
-			kafkastore.WithDrainTimeout(2*time.Second),
+			persister.WithBatch(500, 4<<20, 10*time.Millisecond),
+			persister.WithRetryBackoff(50*time.Millisecond, time.Second),
+			persister.WithCommitInterval(200*time.Millisecond),
+			persister.WithDrainTimeout(2*time.Second),
 		)
 		if err != nil {
-			t.Fatalf("NewPersister: %v", err)
+			t.Fatalf("persister.New: %v", err)
 		}
 		rctx, cancel := context.WithCancel(context.Background())
 		m := &member{name: name, p: p, cancel: cancel, done: make(chan error, 1)}

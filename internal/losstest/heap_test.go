@@ -18,6 +18,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/internal/testvolume"
 	"github.com/go-whisk/activationstore/kafkastore"
+	"github.com/go-whisk/activationstore/kafkastore/persister"
 	"github.com/go-whisk/activationstore/store"
 )
 
@@ -101,21 +102,21 @@ func heapBounded(t *testing.T, comp kafka.Compression, codecBuffers int64, produ
 	ledger := primary.Ledger
 	ledger.Delay = 50 * time.Millisecond // a database's round trip
 
-	p, err := kafkastore.NewPersister(primary,
+	p, err := persister.New(primary,
 		kafkastore.WithBrokers(addr),
-		kafkastore.WithGroupID(kafkatest.Topic(t, "group")),
-		kafkastore.WithTopicPattern(regexp.MustCompile("^"+regexp.QuoteMeta(topic)+"$")),
-		kafkastore.WithDeadLetterTopic(kafkatest.Topic(t, "dlq")),
-		kafkastore.WithGroupTimeouts(6*time.Second, 6*time.Second, 500*time.Millisecond),
+		persister.WithGroupID(kafkatest.Topic(t, "group")),
+		persister.WithTopicPattern(regexp.MustCompile("^"+regexp.QuoteMeta(topic)+"$")),
+		persister.WithDeadLetterTopic(kafkatest.Topic(t, "dlq")),
+		persister.WithGroupTimeouts(6*time.Second, 6*time.Second, 500*time.Millisecond),
 		// A batch being formed and the queue to it (as many records) hold
 		// more than the cap: the cap, not the batches, bounds the records
 		// in memory.
-		kafkastore.WithBatch(5000, 8<<20, 0),
-		kafkastore.WithWriteConcurrency(2),
-		kafkastore.WithMaxInFlightBytes(inFlightCap),
+		persister.WithBatch(5000, 8<<20, 0),
+		persister.WithWriteConcurrency(2),
+		persister.WithMaxInFlightBytes(inFlightCap),
 	)
 	if err != nil {
-		t.Fatalf("NewPersister: %v", err)
+		t.Fatalf("persister.New: %v", err)
 	}
 	primary.p.Store(p)
 
@@ -216,7 +217,7 @@ func mibs(b int64) float64 { return float64(b) / (1 << 20) }
 // the records in memory.
 type fillFirst struct {
 	*Ledger
-	p    atomic.Pointer[kafkastore.Persister]
+	p    atomic.Pointer[persister.Persister]
 	n    int   // records in all
 	full int64 // in-flight bytes that count as a full budget
 }

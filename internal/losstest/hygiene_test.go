@@ -15,6 +15,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/kafkastore"
+	"github.com/go-whisk/activationstore/kafkastore/persister"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 	"github.com/go-whisk/activationstore/store"
 )
@@ -70,18 +71,18 @@ func TestNoGoroutineLeft(t *testing.T) {
 	}
 	afterStore := runtime.NumGoroutine()
 
-	persist := func(group string, until func(*kafkastore.Persister) bool) *kafkastore.Persister {
-		p, err := kafkastore.NewPersister(primary,
+	persist := func(group string, until func(*persister.Persister) bool) *persister.Persister {
+		p, err := persister.New(primary,
 			kafkastore.WithBrokers(b.Addr()),
-			kafkastore.WithGroupID(group),
-			kafkastore.WithTopicPattern(regexp.MustCompile("^"+regexp.QuoteMeta(topic)+"$")),
-			kafkastore.WithDeadLetterTopic(kafkatest.Topic(t, "dlq")),
-			kafkastore.WithGroupTimeouts(6*time.Second, 6*time.Second, 500*time.Millisecond),
-			kafkastore.WithBatch(100, 4<<20, 10*time.Millisecond),
-			kafkastore.WithDrainTimeout(time.Second),
+			persister.WithGroupID(group),
+			persister.WithTopicPattern(regexp.MustCompile("^"+regexp.QuoteMeta(topic)+"$")),
+			persister.WithDeadLetterTopic(kafkatest.Topic(t, "dlq")),
+			persister.WithGroupTimeouts(6*time.Second, 6*time.Second, 500*time.Millisecond),
+			persister.WithBatch(100, 4<<20, 10*time.Millisecond),
+			persister.WithDrainTimeout(time.Second),
 		)
 		if err != nil {
-			t.Fatalf("NewPersister: %v", err)
+			t.Fatalf("persister.New: %v", err)
 		}
 		rctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
@@ -99,9 +100,9 @@ func TestNoGoroutineLeft(t *testing.T) {
 		return p
 	}
 	// Cancelled in the middle of the drain, with writes in flight.
-	mid := persist(kafkatest.Topic(t, "group"), func(p *kafkastore.Persister) bool { return p.Stats().Persisted > 0 })
+	mid := persist(kafkatest.Topic(t, "group"), func(p *persister.Persister) bool { return p.Stats().Persisted > 0 })
 	// A whole drain in a group of its own.
-	full := persist(kafkatest.Topic(t, "group"), func(p *kafkastore.Persister) bool {
+	full := persist(kafkatest.Topic(t, "group"), func(p *persister.Persister) bool {
 		s := p.Stats()
 		return s.Persisted+s.Conflicts >= n
 	})

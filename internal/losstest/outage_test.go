@@ -13,6 +13,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/internal/testvolume"
 	"github.com/go-whisk/activationstore/kafkastore"
+	"github.com/go-whisk/activationstore/kafkastore/persister"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 )
 
@@ -44,19 +45,19 @@ func TestDatabaseOutageLosesNothing(t *testing.T) {
 	Produce(t, b.Addr(), topic, Records(t, run, n))
 
 	group := kafkatest.Topic(t, "group")
-	p, err := kafkastore.NewPersister(primary,
+	p, err := persister.New(primary,
 		kafkastore.WithBrokers(b.Addr()),
-		kafkastore.WithGroupID(group),
-		kafkastore.WithTopicPattern(regexp.MustCompile("^"+regexp.QuoteMeta(topic)+"$")),
-		kafkastore.WithDeadLetterTopic(kafkatest.Topic(t, "dlq")),
-		kafkastore.WithGroupTimeouts(6*time.Second, 6*time.Second, 500*time.Millisecond),
-		kafkastore.WithBatch(500, 4<<20, 10*time.Millisecond),
-		kafkastore.WithRetryBackoff(50*time.Millisecond, time.Second),
-		kafkastore.WithCommitInterval(200*time.Millisecond),
-		kafkastore.WithDrainTimeout(2*time.Second),
+		persister.WithGroupID(group),
+		persister.WithTopicPattern(regexp.MustCompile("^"+regexp.QuoteMeta(topic)+"$")),
+		persister.WithDeadLetterTopic(kafkatest.Topic(t, "dlq")),
+		persister.WithGroupTimeouts(6*time.Second, 6*time.Second, 500*time.Millisecond),
+		persister.WithBatch(500, 4<<20, 10*time.Millisecond),
+		persister.WithRetryBackoff(50*time.Millisecond, time.Second),
+		persister.WithCommitInterval(200*time.Millisecond),
+		persister.WithDrainTimeout(2*time.Second),
 	)
 	if err != nil {
-		t.Fatalf("NewPersister: %v", err)
+		t.Fatalf("persister.New: %v", err)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -96,7 +97,7 @@ func TestDatabaseOutageLosesNothing(t *testing.T) {
 		t.Errorf("persisted %d records while CouchDB was unreachable", during.Persisted-atDrop.Persisted)
 	}
 
-	lagOf := func(s kafkastore.PersisterStats) (lag int64) {
+	lagOf := func(s persister.Stats) (lag int64) {
 		for _, pl := range s.Partitions {
 			lag += pl.Lag
 		}

@@ -15,12 +15,13 @@ import (
 
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/kafkastore"
+	"github.com/go-whisk/activationstore/kafkastore/persister"
 )
 
 // A kind of poison record.
 type poison struct {
 	name   string
-	reason string // the expected kafkastore.DeadLetterHeaderReason
+	reason string // the expected persister.DeadLetterHeaderReason
 	errHas string // a text the DeadLetterHeaderError header must contain
 	make   func(t *testing.T, rng *rand.Rand, k int) []byte
 }
@@ -35,7 +36,7 @@ func poisons(run uint32, n int) []poison {
 		return bytes.Replace(b, []byte(old), []byte(new), 1)
 	}
 	return []poison{
-		{"random-bytes", kafkastore.DeadLetterMalformed, "", func(t *testing.T, rng *rand.Rand, _ int) []byte {
+		{"random-bytes", persister.DeadLetterMalformed, "", func(t *testing.T, rng *rand.Rand, _ int) []byte {
 			b := make([]byte, 1+rng.IntN(512))
 			for i := range b {
 				b[i] = byte(rng.UintN(256))
@@ -43,20 +44,20 @@ func poisons(run uint32, n int) []poison {
 			b[0] = '{' // a record that looks like JSON at first
 			return b
 		}},
-		{"truncated-json", kafkastore.DeadLetterMalformed, "", func(t *testing.T, rng *rand.Rand, k int) []byte {
+		{"truncated-json", persister.DeadLetterMalformed, "", func(t *testing.T, rng *rand.Rand, k int) []byte {
 			b := good(t, k)
 			return b[:1+rng.IntN(len(b)-2)]
 		}},
-		{"wrong-type-name", kafkastore.DeadLetterMalformed, "name", func(t *testing.T, _ *rand.Rand, k int) []byte {
+		{"wrong-type-name", persister.DeadLetterMalformed, "name", func(t *testing.T, _ *rand.Rand, k int) []byte {
 			return mustReplace(t, good(t, k), `"name":"loss"`, `"name":42`)
 		}},
-		{"wrong-type-status", kafkastore.DeadLetterMalformed, "statusCode", func(t *testing.T, _ *rand.Rand, k int) []byte {
+		{"wrong-type-status", persister.DeadLetterMalformed, "statusCode", func(t *testing.T, _ *rand.Rand, k int) []byte {
 			return mustReplace(t, good(t, k), `"statusCode":0`, `"statusCode":"zero"`)
 		}},
-		{"design-namespace", kafkastore.DeadLetterInvalid, "namespace", func(t *testing.T, _ *rand.Rand, k int) []byte {
+		{"design-namespace", persister.DeadLetterInvalid, "namespace", func(t *testing.T, _ *rand.Rand, k int) []byte {
 			return mustReplace(t, good(t, k), `"namespace":"guest"`, `"namespace":"_design/x"`)
 		}},
-		{"oversize", kafkastore.DeadLetterInvalid, "exceeds the primary's limit", func(t *testing.T, rng *rand.Rand, k int) []byte {
+		{"oversize", persister.DeadLetterInvalid, "exceeds the primary's limit", func(t *testing.T, rng *rand.Rand, k int) []byte {
 			size := 100 << 10
 			if k%2 == 0 {
 				size = 3 << 20 // above the in-flight cap too: it must pass alone
@@ -108,18 +109,18 @@ func TestPoisonRecordsDeadLettered(t *testing.T) {
 	ledger := NewLedger(run, n)
 	ledger.MaxRecordBytes = 64 << 10
 	group := kafkatest.Topic(t, "group")
-	p, err := kafkastore.NewPersister(ledger,
+	p, err := persister.New(ledger,
 		kafkastore.WithBrokers(b.Addr()),
-		kafkastore.WithGroupID(group),
-		kafkastore.WithTopicPattern(regexp.MustCompile("^"+regexp.QuoteMeta(topic)+"$")),
-		kafkastore.WithDeadLetterTopic(dlq),
-		kafkastore.WithGroupTimeouts(6*time.Second, 6*time.Second, 500*time.Millisecond),
-		kafkastore.WithBatch(500, 4<<20, 10*time.Millisecond),
-		kafkastore.WithMaxInFlightBytes(2<<20),
-		kafkastore.WithCommitInterval(200*time.Millisecond),
+		persister.WithGroupID(group),
+		persister.WithTopicPattern(regexp.MustCompile("^"+regexp.QuoteMeta(topic)+"$")),
+		persister.WithDeadLetterTopic(dlq),
+		persister.WithGroupTimeouts(6*time.Second, 6*time.Second, 500*time.Millisecond),
+		persister.WithBatch(500, 4<<20, 10*time.Millisecond),
+		persister.WithMaxInFlightBytes(2<<20),
+		persister.WithCommitInterval(200*time.Millisecond),
 	)
 	if err != nil {
-		t.Fatalf("NewPersister: %v", err)
+		t.Fatalf("persister.New: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -160,18 +161,18 @@ func TestPoisonRecordsDeadLettered(t *testing.T) {
 		if bd == nil {
 			strangers++
 			t.Errorf("dead-letter record %q is not a poison record (reason %q, error %q)",
-				key, header(m, kafkastore.DeadLetterHeaderReason), header(m, kafkastore.DeadLetterHeaderError))
+				key, header(m, persister.DeadLetterHeaderReason), header(m, persister.DeadLetterHeaderError))
 			continue
 		}
 		found[key]++
-		reason, errText := header(m, kafkastore.DeadLetterHeaderReason), header(m, kafkastore.DeadLetterHeaderError)
+		reason, errText := header(m, persister.DeadLetterHeaderReason), header(m, persister.DeadLetterHeaderError)
 		perReason[reason]++
 		switch {
-		case header(m, kafkastore.DeadLetterHeaderTopic) != topic ||
-			header(m, kafkastore.DeadLetterHeaderPartition) != strconv.Itoa(bd.partition) ||
-			header(m, kafkastore.DeadLetterHeaderOffset) != strconv.FormatInt(bd.offset, 10):
-			t.Errorf("%s: source headers %s/%s@%s, want %s/%d@%d", key, header(m, kafkastore.DeadLetterHeaderTopic),
-				header(m, kafkastore.DeadLetterHeaderPartition), header(m, kafkastore.DeadLetterHeaderOffset), topic, bd.partition, bd.offset)
+		case header(m, persister.DeadLetterHeaderTopic) != topic ||
+			header(m, persister.DeadLetterHeaderPartition) != strconv.Itoa(bd.partition) ||
+			header(m, persister.DeadLetterHeaderOffset) != strconv.FormatInt(bd.offset, 10):
+			t.Errorf("%s: source headers %s/%s@%s, want %s/%d@%d", key, header(m, persister.DeadLetterHeaderTopic),
+				header(m, persister.DeadLetterHeaderPartition), header(m, persister.DeadLetterHeaderOffset), topic, bd.partition, bd.offset)
 		case reason != bd.kind.reason:
 			t.Errorf("%s: reason %q (error %q), want %q", key, reason, errText, bd.kind.reason)
 		case errText == "" || !strings.Contains(errText, bd.kind.errHas):
@@ -199,6 +200,6 @@ func TestPoisonRecordsDeadLettered(t *testing.T) {
 	}
 	t.Logf("SUMMARY %s: good=%d bad=%d (%d kinds) partitions=%d; drained in %v; persisted=%d deadLettered=%d (malformed=%d invalid=%d) found in DLQ=%d missing=%d duplicates=%d strangers=%d retries=%d deadLetterRetries=%d maxInFlight=%d",
 		t.Name(), n, nbad, len(kinds), partitions, took.Round(time.Millisecond), s.Persisted, s.DeadLettered,
-		perReason[kafkastore.DeadLetterMalformed], perReason[kafkastore.DeadLetterInvalid], len(found), len(missing), dups, strangers,
+		perReason[persister.DeadLetterMalformed], perReason[persister.DeadLetterInvalid], len(found), len(missing), dups, strangers,
 		s.Retries, s.DeadLetterRetries, s.MaxInFlightBytes)
 }

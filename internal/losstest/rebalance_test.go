@@ -12,13 +12,14 @@ import (
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/internal/testvolume"
 	"github.com/go-whisk/activationstore/kafkastore"
+	"github.com/go-whisk/activationstore/kafkastore/persister"
 	"github.com/go-whisk/activationstore/primary/couchdb"
 )
 
 // member is one persister of a group, running in process.
 type member struct {
 	name   string
-	p      *kafkastore.Persister
+	p      *persister.Persister
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -63,23 +64,23 @@ func TestRebalanceUnderLoadLosesNothing(t *testing.T) {
 		members []*member
 	)
 	start := func(name string) *member {
-		p, err := kafkastore.NewPersister(primary,
+		p, err := persister.New(primary,
 			kafkastore.WithBrokers(b.Addr()),
 			kafkastore.WithClientID(name),
-			kafkastore.WithGroupID(group),
-			kafkastore.WithTopicPattern(pattern),
-			kafkastore.WithDeadLetterTopic(dlq),
-			kafkastore.WithGroupTimeouts(6*time.Second, 6*time.Second, 300*time.Millisecond),
+			persister.WithGroupID(group),
+			persister.WithTopicPattern(pattern),
+			persister.WithDeadLetterTopic(dlq),
+			persister.WithGroupTimeouts(6*time.Second, 6*time.Second, 300*time.Millisecond),
 			// Small batches and a small in-flight cap keep the drain long
 			// enough for two rebalances to happen in its middle.
-			kafkastore.WithBatch(200, 4<<20, 10*time.Millisecond),
-			kafkastore.WithMaxInFlightBytes(4<<20),
-			kafkastore.WithRetryBackoff(50*time.Millisecond, time.Second),
-			kafkastore.WithCommitInterval(200*time.Millisecond),
-			kafkastore.WithDrainTimeout(2*time.Second),
+			persister.WithBatch(200, 4<<20, 10*time.Millisecond),
+			persister.WithMaxInFlightBytes(4<<20),
+			persister.WithRetryBackoff(50*time.Millisecond, time.Second),
+			persister.WithCommitInterval(200*time.Millisecond),
+			persister.WithDrainTimeout(2*time.Second),
 		)
 		if err != nil {
-			t.Fatalf("NewPersister: %v", err)
+			t.Fatalf("persister.New: %v", err)
 		}
 		rctx, cancel := context.WithCancel(ctx)
 		m := &member{name: name, p: p, cancel: cancel, done: make(chan error, 1)}

@@ -18,6 +18,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/internal/searchtest"
 	"github.com/go-whisk/activationstore/kafkastore"
+	"github.com/go-whisk/activationstore/kafkastore/persister"
 	"github.com/go-whisk/activationstore/primary/elasticsearch"
 	"github.com/go-whisk/activationstore/store"
 )
@@ -87,7 +88,7 @@ func BenchmarkPersisterDrain(b *testing.B) {
 		_ = es.Close()
 
 		persist := drainRate(b, srv, br, topic, n)
-		single := drainRate(b, srv, br, singleTopic, singleN, kafkastore.WithBatch(1, 4<<20, 0), kafkastore.WithWriteConcurrency(1))
+		single := drainRate(b, srv, br, singleTopic, singleN, persister.WithBatch(1, 4<<20, 0), persister.WithWriteConcurrency(1))
 		b.Logf("iteration %d (%s): bulk %.0f/s, persister %.0f/s, single %.0f/s", i, srv.Version(), bulk, persist, single)
 		bulkRate, persistRate, singleRate = bulkRate+bulk, persistRate+persist, singleRate+single
 	}
@@ -119,19 +120,19 @@ func produce(b *testing.B, addr, topic string, msgs []kafka.Message) {
 
 // drainRate runs a persister (fresh group, fresh indices) until it has
 // taken every one of the n records of topic, and returns records per second.
-func drainRate(b *testing.B, srv *searchtest.Server, br *kafkatest.Broker, topic string, n int, opts ...kafkastore.Option) float64 {
+func drainRate(b *testing.B, srv *searchtest.Server, br *kafkatest.Broker, topic string, n int, opts ...persister.Option) float64 {
 	b.Helper()
 	es, err := elasticsearch.New(context.Background(), srv.URL(), elasticsearch.WithIndexPattern(srv.IndexPrefix(b)+"%s"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer es.Close()
-	p, err := kafkastore.NewPersister(es, append([]kafkastore.Option{
+	p, err := persister.New(es, append([]persister.Option{
 		kafkastore.WithBrokers(br.Addr()),
-		kafkastore.WithGroupID(kafkatest.Topic(b, "bench")),
-		kafkastore.WithDeadLetterTopic(kafkatest.Topic(b, "dlq")),
-		kafkastore.WithTopicPattern(regexp.MustCompile("^" + regexp.QuoteMeta(topic) + "$")),
-		kafkastore.WithGroupTimeouts(3*time.Second, 3*time.Second, 100*time.Millisecond),
+		persister.WithGroupID(kafkatest.Topic(b, "bench")),
+		persister.WithDeadLetterTopic(kafkatest.Topic(b, "dlq")),
+		persister.WithTopicPattern(regexp.MustCompile("^" + regexp.QuoteMeta(topic) + "$")),
+		persister.WithGroupTimeouts(3*time.Second, 3*time.Second, 100*time.Millisecond),
 	}, opts...)...)
 	if err != nil {
 		b.Fatal(err)
