@@ -39,6 +39,7 @@ var (
 	_ store.Store          = (*Store)(nil)
 	_ store.BatchStorer    = (*Store)(nil)
 	_ store.DurationStater = (*Store)(nil)
+	_ store.FilterViewer   = (*Store)(nil)
 )
 
 // Server describes the server New found behind the URL (GET /).

@@ -29,7 +29,8 @@ import (
 	"github.com/go-whisk/activationstore/store"
 )
 
-// Store is an in-memory store.Store and store.BatchStorer, safe for
+// Store is an in-memory store.Store, store.BatchStorer, store.DurationStater
+// and store.FilterViewer, safe for
 // concurrent use. The zero value is not usable; call New.
 type Store struct {
 	view   store.FilterView
@@ -61,6 +62,7 @@ var (
 	_ store.Store          = (*Store)(nil)
 	_ store.BatchStorer    = (*Store)(nil)
 	_ store.DurationStater = (*Store)(nil)
+	_ store.FilterViewer   = (*Store)(nil)
 )
 
 // New returns an empty store. It panics when an option is invalid (a
