@@ -30,8 +30,8 @@ import (
 )
 
 // Store is an in-memory store.Store, store.BatchStorer, store.DurationStater
-// and store.FilterViewer, safe for
-// concurrent use. The zero value is not usable; call New.
+// and store.FilterViewer, safe for concurrent use. The zero value is not
+// usable; call New.
 type Store struct {
 	view   store.FilterView
 	mu     sync.RWMutex
