@@ -214,9 +214,9 @@ func appendPadded(dst []byte, v, width int) []byte {
 // it), and the exact annotations of ExactAnnotationsField, when present,
 // win over the object.
 func UnmarshalElasticsearchDocument(src []byte) (*store.Activation, error) {
-	ms, err := members(src)
-	if err != nil {
-		return nil, &Error{Field: "_source", Reason: err.(*Error).Reason, Offset: err.(*Error).Offset}
+	ms, merr := members(src)
+	if merr != nil {
+		return nil, &Error{Field: "_source", Reason: merr.Reason, Offset: merr.Offset}
 	}
 	var exact []byte
 	for _, m := range ms {
@@ -278,32 +278,40 @@ type member struct {
 
 // members reads the members of the JSON object raw, in order. The values
 // alias raw.
-func members(raw []byte) ([]member, error) {
+func members(raw []byte) ([]member, *Error) {
 	d := decoder{data: raw}
 	d.path = d.pathBuf[:0]
 	d.ws()
 	if err := d.objectStart(); err != nil {
-		return nil, err
+		return nil, asError(err)
 	}
 	var out []member
 	for first := true; ; first = false {
 		key, ok, err := d.nextMember(first)
 		if err != nil {
-			return nil, err
+			return nil, asError(err)
 		}
 		if !ok {
 			break
 		}
 		start := d.pos
 		if err := d.skip(); err != nil {
-			return nil, err
+			return nil, asError(err)
 		}
 		out = append(out, member{string(key), raw[start:d.pos]})
 	}
 	if err := d.end(); err != nil {
-		return nil, err
+		return nil, asError(err)
 	}
 	return out, nil
+}
+
+// asError is the scanner's error as an *Error.
+func asError(err error) *Error {
+	if e, ok := err.(*Error); ok {
+		return e
+	}
+	return &Error{Reason: err.Error(), Offset: -1}
 }
 
 // validJSON reports whether s is one JSON value.
@@ -317,8 +325,8 @@ func validJSON(s string) bool {
 // restoreAnnotations turns the object back into the array; anything else
 // becomes [] (OpenWhisk's Try(...).getOrElse(JsArray.empty)).
 func restoreAnnotations(v []byte) []byte {
-	ms, err := members(v)
-	if err != nil {
+	ms, merr := members(v)
+	if merr != nil {
 		return []byte("[]")
 	}
 	dst := []byte{'['}
@@ -338,8 +346,8 @@ func restoreAnnotations(v []byte) []byte {
 // restoreResponse parses the result string back. A result that is not a
 // string of valid JSON is dropped; a missing one becomes {}.
 func restoreResponse(v []byte) []byte {
-	ms, err := members(v)
-	if err != nil {
+	ms, merr := members(v)
+	if merr != nil {
 		return v // not an object: the reader fails, as OpenWhisk's
 	}
 	dst := []byte{'{'}
