@@ -98,19 +98,19 @@ func MarshalElasticsearchDocument(a *store.Activation, updated time.Time) ([]byt
 
 // appendSearchResponse writes the response with its result as a string:
 // the compact result, "null" when absent.
-func appendSearchResponse(dst []byte, r *store.Response) ([]byte, error) {
-	if err := checkInt("response.statusCode", int64(r.StatusCode)); err != nil {
+func appendSearchResponse(dst []byte, r *store.Response, field string) ([]byte, error) {
+	if err := checkInt(join(field, "statusCode"), int64(r.StatusCode)); err != nil {
 		return nil, err
 	}
 	if r.Size != nil {
-		if err := checkInt("response.size", *r.Size); err != nil {
+		if err := checkInt(join(field, "size"), *r.Size); err != nil {
 			return nil, err
 		}
 	}
 	result := []byte("null")
 	if r.Result != nil {
 		var err error
-		if result, err = appendRaw(nil, r.Result, "response.result"); err != nil {
+		if result, err = appendRaw(nil, r.Result, join(field, "result")); err != nil {
 			return nil, err
 		}
 	}

@@ -69,7 +69,7 @@ func appendActivation(dst []byte, a *store.Activation, f form, field string) ([]
 		}
 	case formSearch:
 		dst = append(dst, `,"response":`...)
-		if dst, err = appendSearchResponse(dst, &a.Response); err != nil {
+		if dst, err = appendSearchResponse(dst, &a.Response, join(field, "response")); err != nil {
 			return nil, err
 		}
 	case formExtended:
@@ -142,8 +142,9 @@ func appendActivation(dst []byte, a *store.Activation, f form, field string) ([]
 	return dst, nil
 }
 
-// appendAnnotations writes the annotations array of every form but the
-// Elasticsearch document's.
+// appendAnnotations writes the annotations array: every form's but the
+// Elasticsearch document's, which holds it as a string when its object
+// form loses something.
 func appendAnnotations(dst []byte, as []store.Annotation, field string) ([]byte, error) {
 	var err error
 	dst = append(dst, '[')
