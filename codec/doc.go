@@ -1,11 +1,20 @@
-// Package codec converts between bytes and values for everything an
-// OpenWhisk-compatible activation store finds on the wire: the
-// WhiskActivation JSON (the serdes form that acknowledgements, Kafka topics
-// and CouchDB documents carry, the extended form of API replies, and the
-// summary form of the activations views), the CouchDB document, and the
-// invokers' acknowledgement messages (ResultMessage, CompletionMessage,
-// CombinedCompletionAndResultMessage) with their TransactionId and
-// InstanceId.
+// Package codec converts between bytes and values for every form of an
+// OpenWhisk activation an activation store meets, one pair of entry points
+// per form:
+//
+//   - Decode and Marshal: any record on the topics (ResultMessage,
+//     CompletionMessage, CombinedMessage, ActivationRecord) with its
+//     TransactionID and InstanceID; MarshalResultMessage for the common case;
+//   - MarshalActivation, UnmarshalActivation: WhiskActivation's serdes form;
+//   - MarshalExtended, UnmarshalExtended: the form of API replies;
+//   - MarshalSummary, UnmarshalSummary: the activations views' values;
+//   - MarshalResponse, UnmarshalResponse: an ActivationResponse;
+//   - MarshalDocument, UnmarshalDocument: the CouchDB document;
+//   - MarshalElasticsearchDocument, UnmarshalElasticsearchDocument: the
+//     document of OpenWhisk's ElasticSearchActivationStore, whose "path"
+//     is ElasticsearchPath.
+//
+// Every form is written with one string escaper, by spray-json's rules.
 //
 // Decode reads any record found on the topics and says which kind it is:
 //
@@ -92,35 +101,11 @@
 //
 // # Deliberate differences
 //
-// Where this package is stricter or looser than OpenWhisk, on purpose:
-//
-//	what                                            OpenWhisk               here
-//	namespace starting with "_" ("_guest")          accepted                read; refused by the stores (CouchDB reserves _ ids)
-//	namespace "guest/", "a//b"                      read as "guest", "a/b"  read the same; refused by Validate
-//	version "+1", "1.", "1.2.3.4", 10-digit parts   read, normalised        read, normalised; refused by Validate
-//	version with non-ASCII digits                   read (parseInt)         refused on read: OpenWhisk writes ASCII
-//	version not normal ("1.02")                     written "1.2.0"         written "1.2.0" (normalised on write)
-//	empty version                                   refused                 refused on read and by Validate; written 0.0.1
-//	statusCode outside 0..3                         any Int                 read (wrapped as an Int); refused by Validate
-//	negative size or duration                       accepted                read; refused by Validate
-//	empty annotation key                            accepted                read; refused by Validate
-//	invalid UTF-8 (subject, keys, logs, encryption) U+FFFD                  read as U+FFFD; refused by Validate
-//	activation id with non-ASCII digits             accepted (isDigit)      refused: OpenWhisk generates hex ids
-//	PR era: annotations as an object;               read                    refused on read: no OpenWhisk writes them
-//	  {"key":"a","init":true} (value true)
-//	annotation "init": null; "encryption": null     refused                 read as absent
-//	  without "init" (master)
-//	repeated annotation keys                        last kept (a Map);      kept in order, duplicates included;
-//	                                                  over 4 reordered        Activation.Annotation takes the last
-//	number spray-json cannot parse (1e2147483648)   record unreadable       raw values read verbatim, refused on write and by
-//	                                                                        Validate; Int and Long members read wrapped
-//	raw value nested 996..999 deep                  read in a document      refused on write, by Validate (acks nest deeper)
-//	raw U+FFFF in a string                          end of input: refused   read as U+FFFF; written \uffff
-//	\uffff escape                                   read; written raw       read; written \uffff
-//	lone UTF-16 surrogate escape in a string        kept; written "?"       U+FFFD in strings; kept escaped in raw values
-//	ISO-8601 timestamp with an offset               JDK-dependent           read (RFC 3339)
-//	transid of unexpected shape                     sid_unknown, now        sid_unknown, start 0 (deterministic)
-//	start or end beyond a Long                      wrapped (longValue)     wrapped the same way
+// Where this package is stricter or looser than OpenWhisk on purpose (a
+// namespace starting with "_", versions it normalises or refuses, numbers
+// spray-json cannot parse, U+FFFF, lone surrogates, repeated annotation
+// keys, and more), the README's "codec" section has the table: what
+// OpenWhisk does, and what happens here. testdata/interop pins each row.
 //
 // Decoding is a single pass over the input without an intermediate tree;
 // each string and raw value is copied out once.

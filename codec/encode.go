@@ -16,6 +16,7 @@ const (
 	formSerdes   form = iota // WhiskActivation.serdes: acks, topics, CouchDB documents
 	formExtended             // toExtendedJson: API replies
 	formSummary              // summaryAsJson / the activations views' values
+	formSearch               // ElasticSearchActivationStore's document: serdes, but response and annotations as it writes them
 )
 
 var statusMessages = [...]string{
@@ -52,7 +53,7 @@ func appendActivation(dst []byte, a *store.Activation, f form, field string) ([]
 	dst = appendString(dst, a.ActivationID)
 	dst = append(dst, `,"start":`...)
 	dst = strconv.AppendInt(dst, timeToMs(a.Start), 10)
-	if f == formSerdes || a.HasEnd() {
+	if f == formSerdes || f == formSearch || a.HasEnd() {
 		dst = append(dst, `,"end":`...)
 		dst = strconv.AppendInt(dst, timeToMs(a.End), 10)
 	}
@@ -64,6 +65,11 @@ func appendActivation(dst []byte, a *store.Activation, f form, field string) ([]
 	case formSerdes:
 		dst = append(dst, `,"response":`...)
 		if dst, err = appendResponse(dst, &a.Response, join(field, "response")); err != nil {
+			return nil, err
+		}
+	case formSearch:
+		dst = append(dst, `,"response":`...)
+		if dst, err = appendSearchResponse(dst, &a.Response, join(field, "response")); err != nil {
 			return nil, err
 		}
 	case formExtended:
@@ -108,32 +114,17 @@ func appendActivation(dst []byte, a *store.Activation, f form, field string) ([]
 	dst = appendString(dst, store.NormalizeVersion(a.Version))
 	dst = append(dst, `,"publish":`...)
 	dst = strconv.AppendBool(dst, a.Publish)
-	dst = append(dst, `,"annotations":[`...)
-	for i := range a.Annotations {
-		an := &a.Annotations[i]
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = append(dst, `{"key":`...)
-		dst = appendString(dst, an.Key)
-		dst = append(dst, `,"value":`...)
-		if len(an.Value) == 0 {
-			dst = append(dst, "null"...)
-		} else if dst, err = appendRaw(dst, an.Value, join(field, "annotations["+itoa(i)+"].value")); err != nil {
-			return nil, err
-		}
-		if an.Init {
-			dst = append(dst, `,"init":true`...)
-		}
-		if an.Encryption != "" {
-			dst = append(dst, `,"encryption":`...)
-			dst = appendString(dst, an.Encryption)
-		}
-		dst = append(dst, '}')
+	dst = append(dst, `,"annotations":`...)
+	if f == formSearch {
+		dst, err = appendSearchAnnotations(dst, a.Annotations, join(field, "annotations"))
+	} else {
+		dst, err = appendAnnotations(dst, a.Annotations, join(field, "annotations"))
 	}
-	dst = append(dst, ']')
+	if err != nil {
+		return nil, err
+	}
 	switch {
-	case f != formSerdes && a.HasEnd():
+	case f != formSerdes && f != formSearch && a.HasEnd():
 		// toExtendedJson and summaryAsJson: duration.getOrElse(end - start)
 		dst = append(dst, `,"duration":`...)
 		dst = strconv.AppendInt(dst, a.DurationMillis(), 10)
@@ -149,6 +140,43 @@ func appendActivation(dst []byte, a *store.Activation, f form, field string) ([]
 		dst = strconv.AppendInt(dst, int64(a.Response.StatusCode), 10)
 	}
 	return dst, nil
+}
+
+// appendAnnotations writes the annotations array: every form's but the
+// Elasticsearch document's, which holds it as a string when its object
+// form loses something.
+func appendAnnotations(dst []byte, as []store.Annotation, field string) ([]byte, error) {
+	var err error
+	dst = append(dst, '[')
+	for i := range as {
+		an := &as[i]
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"key":`...)
+		dst = appendString(dst, an.Key)
+		dst = append(dst, `,"value":`...)
+		if dst, err = appendValue(dst, an.Value, field+"["+itoa(i)+"].value"); err != nil {
+			return nil, err
+		}
+		if an.Init {
+			dst = append(dst, `,"init":true`...)
+		}
+		if an.Encryption != "" {
+			dst = append(dst, `,"encryption":`...)
+			dst = appendString(dst, an.Encryption)
+		}
+		dst = append(dst, '}')
+	}
+	return append(dst, ']'), nil
+}
+
+// appendValue is appendRaw, with an absent value written null.
+func appendValue(dst, raw []byte, field string) ([]byte, error) {
+	if len(raw) == 0 {
+		return append(dst, "null"...), nil
+	}
+	return appendRaw(dst, raw, field)
 }
 
 func appendResponse(dst []byte, r *store.Response, field string) ([]byte, error) {

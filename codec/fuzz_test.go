@@ -170,3 +170,40 @@ func FuzzUnmarshalDocument(f *testing.F) {
 		}
 	})
 }
+
+// FuzzElasticsearchDocument: the Elasticsearch document reader never
+// panics and fails with a *codec.Error; what it reads is written back, and
+// read again equal.
+func FuzzElasticsearchDocument(f *testing.F) {
+	seedVectors(f)
+	f.Add([]byte(`{"namespace":"guest","name":"a","subject":"guest-subject","activationId":"abababababababababababababababab","start":1,"end":2,` +
+		`"response":{"statusCode":0,"result":"{\"a\":\"\\uffff\"}"},"logs":["\uffff"],"version":"0.0.1","publish":false,` +
+		`"annotations":{"k":1,"binding":"guest/b"},"annotationsArray":"[{\"key\":\"k\",\"value\":1,\"init\":true}]","path":"guest/b/a","@timestamp":"x"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := codec.UnmarshalElasticsearchDocument(b)
+		if err != nil {
+			if a != nil {
+				t.Fatal("activation returned with error")
+			}
+			checkFailure(t, err)
+			return
+		}
+		out, err := codec.MarshalElasticsearchDocument(a, a.Start)
+		if errors.Is(err, store.ErrInvalid) {
+			if store.ValidateActivation(a) == nil {
+				t.Fatalf("the writer refused what Validate accepts: %v", err)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("re-encoding failed: %v", err)
+		}
+		again, err := codec.UnmarshalElasticsearchDocument(out)
+		if err != nil {
+			t.Fatalf("decoding the re-encoding failed: %v\n%s", err, out)
+		}
+		if !reflect.DeepEqual(a, again) {
+			t.Fatalf("unmarshal(marshal(a)) != a\n%#v\n%#v\n%s", a, again, out)
+		}
+	})
+}

@@ -59,7 +59,15 @@ type Store struct {
 	stats storeCounters
 }
 
-var _ store.Store = (*Store)(nil)
+// A Store passes the read capabilities on to its primary. It is no
+// store.BatchStorer: its writes go to Kafka, where concurrent Store calls
+// already share produce requests, and a StoreBatch passed to the primary
+// would bypass the topic.
+var (
+	_ store.Store          = (*Store)(nil)
+	_ store.DurationStater = (*Store)(nil)
+	_ store.FilterViewer   = (*Store)(nil)
+)
 
 // New returns a Store that publishes to Kafka and delegates reads and
 // deletes to primary, which it does not close. WithBrokers is required.
@@ -390,6 +398,35 @@ func (s *Store) Count(ctx context.Context, q store.Query, uc store.UserContext) 
 		return 0, ErrClosed
 	}
 	return s.primary.Count(ctx, q, uc)
+}
+
+// DurationStats returns the primary's answer when the primary is a
+// store.DurationStater (primary/elasticsearch, primary/memory), and
+// otherwise an error matching store.ErrUnsupported for every query: a
+// Store implements the read capabilities of every primary, and answers as
+// the store package asks of a store that cannot. Records still on their
+// way through Kafka are not counted.
+func (s *Store) DurationStats(ctx context.Context, q store.DurationQuery, uc store.UserContext) (store.DurationStats, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return store.DurationStats{}, ErrClosed
+	}
+	ds, ok := s.primary.(store.DurationStater)
+	if !ok {
+		return store.DurationStats{}, fmt.Errorf("kafkastore: the primary (%T) does not answer duration statistics (primary/elasticsearch and primary/memory do): %w", s.primary, store.ErrUnsupported)
+	}
+	return ds.DurationStats(ctx, q, uc)
+}
+
+// FilterView returns the primary's name filter when the primary is a
+// store.FilterViewer, and otherwise store.FilterViewV211, as the store
+// package says of a store without one: List and Count go to the primary.
+func (s *Store) FilterView() store.FilterView {
+	if fv, ok := s.primary.(store.FilterViewer); ok {
+		return fv.FilterView()
+	}
+	return store.FilterViewV211
 }
 
 // Stats returns a snapshot of the counters.

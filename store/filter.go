@@ -24,39 +24,14 @@ const (
 	// FilterViewElasticSearch is not a CouchDB view but the name filter of
 	// OpenWhisk's ElasticSearchActivationStore, made exact: a Query with
 	// Name n selects the activations of the query's namespace whose
-	// ElasticSearchPath is namespace + "/" + n. primary/elasticsearch
-	// answers with it.
+	// document "path" (codec.ElasticsearchPath, a rule of the document
+	// form) is namespace + "/" + n. primary/elasticsearch answers with it.
 	FilterViewElasticSearch FilterView = "elasticsearch"
 )
 
 // Valid reports whether v is one of the known versions of the CouchDB view
 // (FilterViewElasticSearch is not one).
 func (v FilterView) Valid() bool { return v == FilterViewV210 || v == FilterViewV211 }
-
-// ElasticSearchPath is the "path" member OpenWhisk's
-// ElasticSearchActivationStore writes into an activation's document, which
-// its name queries match: the last "binding" annotation + "/" + a.Name when
-// that annotation is a JSON string, else the last "path" annotation when it
-// is a string, else a.Namespace + "/" + a.Name (spray-json's getAs[String]
-// fails, and falls through, on any value that is not a string).
-func ElasticSearchPath(a *Activation) string {
-	var path, binding json.RawMessage
-	for _, an := range a.Annotations {
-		switch an.Key {
-		case "path":
-			path = an.Value
-		case "binding":
-			binding = an.Value
-		}
-	}
-	if b, ok := jsString(binding); ok {
-		return b + "/" + a.Name
-	}
-	if p, ok := jsString(path); ok {
-		return p
-	}
-	return a.Namespace + "/" + a.Name
-}
 
 // PathFilter returns the name under which view v lists a, the value of the
 // view's pathFilter(doc): a Query whose Name equals it selects a. It
@@ -74,22 +49,15 @@ func ElasticSearchPath(a *Activation) string {
 //     split throw, and the view's catch gives a.Name. A falsy binding falls
 //     back to the path, read as in v2.1.0 but only when truthy.
 //
-// FilterViewElasticSearch gives ElasticSearchPath relative to the
-// activation's namespace.
+// PathFilter panics for any other v (FilterViewElasticSearch included: its
+// name is codec.ElasticsearchName), a programming error.
 //
 // One difference is left: a string value holding an unpaired surrogate
 // escape (\ud800) is read with U+FFFD in its place, where JavaScript keeps
 // the surrogate.
 func (v FilterView) PathFilter(a *Activation) string {
-	if v == FilterViewElasticSearch {
-		// Relative to the namespace; a path outside it (another
-		// namespace's binding) is reached by no Query.Name: a name never
-		// holds a NUL.
-		p := ElasticSearchPath(a)
-		if rest, ok := strings.CutPrefix(p, a.Namespace+"/"); ok {
-			return rest
-		}
-		return "\x00" + p
+	if !v.Valid() {
+		panic("store: FilterView(" + strconv.Quote(string(v)) + ").PathFilter: not a CouchDB view (for FilterViewElasticSearch use codec.ElasticsearchName)")
 	}
 	if v == FilterViewV210 {
 		for _, an := range a.Annotations {

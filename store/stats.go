@@ -42,10 +42,19 @@ type DurationStats struct {
 	Count int64
 }
 
-// DurationStater is implemented by stores that answer duration statistics
-// (primary/elasticsearch, primary/memory). Callers check for it; a store
-// that implements it but cannot answer returns ErrUnsupported.
+// DurationStater is implemented by stores that answer the duration
+// statistics of OpenWhisk's scheduler (primary/elasticsearch,
+// primary/memory). Callers check for it; a store that implements it but
+// cannot answer (kafkastore.Store over a primary without it) returns an
+// error matching ErrUnsupported for every query.
 type DurationStater interface {
+	// DurationStats counts the activations of q.Namespace whose
+	// Elasticsearch "path" (codec.ElasticsearchPath) is q.Action, or
+	// q.Binding + "/" + q.Name, and that start at or after q.Since (a zero
+	// Since: no bound), and averages the durations of those that have
+	// one. A query ValidateDurationQuery refuses gets its *InvalidError
+	// (ErrInvalid); no matching activation gives a zero Count and a nil
+	// Average.
 	DurationStats(ctx context.Context, q DurationQuery, uc UserContext) (DurationStats, error)
 }
 

@@ -21,13 +21,27 @@ type Store interface {
 	Count(ctx context.Context, q Query, uc UserContext) (int, error)
 }
 
+// The optional capabilities of a Store are named interfaces, as in
+// database/sql/driver: a caller checks for one with a type assertion, and
+// store/storetest checks the contract of each one a driver implements.
+// A decorator (kafkastore.Store) implements the ones it can pass on; where
+// its inner store lacks one, it answers as the interface's doc says a store
+// without it answers.
+
 // BatchStorer is implemented by stores that write many records in one round
-// trip. Callers that hold many records check for it and fall back to
-// concurrent Store calls.
+// trip (primary/memory, primary/couchdb, primary/elasticsearch). Callers
+// that hold many records check for it and fall back to concurrent Store
+// calls.
 type BatchStorer interface {
 	// StoreBatch stores every record. A non-nil error means the batch as a
-	// whole failed (nothing can be assumed stored); otherwise the results
-	// align with as, each with its own error (ErrConflict, ErrInvalid, …).
+	// whole failed (nothing can be assumed stored). Otherwise the results
+	// align with as, each with its own error, and one record's error never
+	// keeps the others from being stored: ErrConflict when its document
+	// exists (the stored one is left as it was), an *InvalidError
+	// (ErrInvalid) when it is malformed (it is not written), or a transient
+	// error of the driver's when its part of the batch failed. A stored
+	// record's DocInfo names its document, as Store's does. An empty batch stores nothing
+	// and returns no results.
 	StoreBatch(ctx context.Context, as []*Activation, uc UserContext) ([]BatchResult, error)
 }
 
@@ -35,4 +49,15 @@ type BatchStorer interface {
 type BatchResult struct {
 	DocInfo DocInfo
 	Err     error
+}
+
+// FilterViewer is implemented by stores that report which name filter
+// Query.Name is matched with (primary/couchdb: the version of OpenWhisk's
+// filters view the database holds; primary/elasticsearch:
+// FilterViewElasticSearch; primary/memory: the view it emulates). A store
+// without it matches as FilterViewV211, OpenWhisk master's view.
+type FilterViewer interface {
+	// FilterView returns the same value for the life of the store: one of
+	// FilterViewV210, FilterViewV211 and FilterViewElasticSearch.
+	FilterView() FilterView
 }

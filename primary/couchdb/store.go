@@ -52,8 +52,9 @@ type Store struct {
 }
 
 var (
-	_ store.Store       = (*Store)(nil)
-	_ store.BatchStorer = (*Store)(nil)
+	_ store.Store        = (*Store)(nil)
+	_ store.BatchStorer  = (*Store)(nil)
+	_ store.FilterViewer = (*Store)(nil)
 )
 
 // dbNamePattern is CouchDB's rule for database names.

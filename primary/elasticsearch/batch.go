@@ -8,8 +8,27 @@ import (
 	"net/url"
 	"strconv"
 
+	"github.com/go-whisk/activationstore/codec"
 	"github.com/go-whisk/activationstore/store"
 )
+
+// bulkCreate is the _bulk action line that creates document id in index,
+// newline included. Servers before 7 need the mapping type.
+func bulkCreate(index, id string, typed bool) ([]byte, error) {
+	type meta struct {
+		Index string `json:"_index"`
+		Type  string `json:"_type,omitempty"`
+		ID    string `json:"_id"`
+	}
+	m := meta{Index: index, ID: id}
+	if typed {
+		m.Type = "_doc"
+	}
+	b, err := json.Marshal(struct {
+		Create meta `json:"create"`
+	}{m})
+	return append(b, '\n'), err
+}
 
 // pending is one encoded record of a batch.
 type pending struct {
@@ -41,20 +60,18 @@ func (s *Store) StoreBatch(ctx context.Context, as []*store.Activation, _ store.
 			results[i].Err = err
 			continue
 		}
-		body, err := encodeDocument(a, updated)
+		body, err := codec.MarshalElasticsearchDocument(a, updated)
 		if err != nil {
 			results[i].Err = err
 			continue
 		}
 		id := a.DocID()
 		results[i].DocInfo.ID = id
-		action := append([]byte(`{"create":{"_index":`), appendString(nil, index)...)
-		if s.server.typed() {
-			action = append(action, `,"_type":"_doc"`...)
+		action, err := bulkCreate(index, id, s.server.typed())
+		if err != nil {
+			results[i].Err = err
+			continue
 		}
-		action = append(action, `,"_id":`...)
-		action = appendString(action, id)
-		action = append(action, "}}\n"...)
 		items = append(items, pending{idx: i, id: id, action: action, body: append(body, '\n')})
 	}
 	var firstErr error

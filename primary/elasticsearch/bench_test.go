@@ -169,7 +169,7 @@ func rawBulk(b *testing.B, base, index string, typed bool, as []*store.Activatio
 		k := min(per, len(as))
 		var buf bytes.Buffer
 		for _, a := range as[:k] {
-			doc, err := elasticsearch.EncodeDocument(a, now)
+			doc, err := codec.MarshalElasticsearchDocument(a, now)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -106,7 +106,7 @@ func runDifferential(t *testing.T, es *elasticsearch.Store, srv *searchtest.Serv
 	// Duration statistics: every action path of the corpus, with windows.
 	durations := 0
 	for _, a := range corpus[:200] {
-		dq := store.DurationQuery{Namespace: a.Namespace, Action: store.ElasticSearchPath(a)}
+		dq := store.DurationQuery{Namespace: a.Namespace, Action: codec.ElasticsearchPath(a)}
 		if store.ValidateDurationQuery(dq) != nil {
 			continue
 		}
@@ -272,11 +272,10 @@ func diffAnnotations(rng *rand.Rand, ns, name string) []store.Annotation {
 // diffQueriesFor returns n random queries, mostly names and bounds that
 // occur in the corpus, at and around their boundaries.
 func diffQueriesFor(rng *rand.Rand, corpus []*store.Activation, n int) []store.Query {
-	v := store.FilterViewElasticSearch
 	names := map[string][]string{}
 	starts := map[string][]int64{}
 	for _, a := range corpus {
-		k := v.PathFilter(a)
+		k := codec.ElasticsearchName(a)
 		if store.ValidateName(k) == nil && !slices.Contains(names[a.Namespace], k) {
 			names[a.Namespace] = append(names[a.Namespace], k)
 		}

@@ -13,7 +13,7 @@
 // "<namespace>/<activationId>", the type "_doc" (Elasticsearch 6), and the
 // source is the CouchDB document without "_id" plus "path" (binding +
 // "/" + name, else the path annotation, else namespace/name:
-// store.ElasticSearchPath), "@timestamp" (the start, as
+// codec.ElasticsearchPath), "@timestamp" (the start, as
 // java.time.Instant.toString writes it), the annotations as an object and
 // response.result as a JSON string. Reads restore the annotations and the
 // result as OpenWhisk's restoreAnnotations and restoreResponse do.

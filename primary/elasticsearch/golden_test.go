@@ -105,10 +105,13 @@ func TestGoldenDocuments(t *testing.T) {
 			golden, err := os.ReadFile(file)
 			require.NoError(t, err, "golden document (write it with -update against %s)", srv.Version())
 			assert.JSONEq(t, string(golden), string(hit.Source), "document as stored by %s", srv.Version())
+			written, err := codec.MarshalElasticsearchDocument(a, updated)
+			require.NoError(t, err)
+			assert.Equal(t, string(written), string(hit.Source), "_source is codec's document, byte for byte")
 
 			got := openWhiskRead(t, hit.Source)
 			assertSameRecord(t, a, got)
-			assert.Equal(t, store.ElasticSearchPath(a), pretty["path"])
+			assert.Equal(t, codec.ElasticsearchPath(a), pretty["path"])
 			assert.NotContains(t, pretty, "_id")
 		})
 	}

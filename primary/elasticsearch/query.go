@@ -6,8 +6,10 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"time"
 	"unicode/utf16"
 
+	"github.com/go-whisk/activationstore/codec"
 	"github.com/go-whisk/activationstore/store"
 )
 
@@ -184,7 +186,7 @@ func (s *Store) List(ctx context.Context, q store.Query, _ store.UserContext) ([
 
 func (s *Store) appendHits(out []*store.Activation, hits []hit, docs bool) []*store.Activation {
 	for _, h := range hits {
-		a, err := decodeDocument(h.Source)
+		a, err := codec.UnmarshalElasticsearchDocument(h.Source)
 		if err != nil {
 			s.log.Warn("elasticsearch: a document that cannot be read is left out of a list", "id", h.ID, "err", err)
 			continue
@@ -236,7 +238,7 @@ func (s *Store) Count(ctx context.Context, q store.Query, _ store.UserContext) (
 // the activations of the action. OpenWhisk matches "path.keyword" against
 // the action's fully qualified name, or, through a binding, analysed
 // matches on "annotations.binding" and "name"; here both are the exact
-// "path" of store.ElasticSearchPath (binding + "/" + name), within
+// "path" of codec.ElasticsearchPath (binding + "/" + name), within
 // q.Namespace, and the window bounds "start" (the value "@timestamp" is
 // written from) rather than "@timestamp".
 func (s *Store) DurationStats(ctx context.Context, q store.DurationQuery, _ store.UserContext) (store.DurationStats, error) {
@@ -276,4 +278,13 @@ func (s *Store) DurationStats(ctx context.Context, q store.DurationQuery, _ stor
 		out.Average = agg.Value
 	}
 	return out, nil
+}
+
+// sinceMs is a query's lower bound on start: an unset (zero) Since is
+// epoch 0, where OpenWhisk's queries start.
+func sinceMs(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/opensearch-project/opensearch-go/v4"
 
+	"github.com/go-whisk/activationstore/codec"
 	"github.com/go-whisk/activationstore/store"
 )
 
@@ -38,6 +39,7 @@ var (
 	_ store.Store          = (*Store)(nil)
 	_ store.BatchStorer    = (*Store)(nil)
 	_ store.DurationStater = (*Store)(nil)
+	_ store.FilterViewer   = (*Store)(nil)
 )
 
 // Server describes the server New found behind the URL (GET /).
@@ -410,7 +412,7 @@ func (s *Store) Get(ctx context.Context, namespace, activationID string, _ store
 	if !hit.Found {
 		return nil, store.NotFoundError(namespace, activationID)
 	}
-	a, err := decodeDocument(hit.Source)
+	a, err := codec.UnmarshalElasticsearchDocument(hit.Source)
 	if err != nil {
 		return nil, fmt.Errorf("elasticsearch: get %s: document is corrupted and cannot be read: %w", strconv.Quote(id), err)
 	}

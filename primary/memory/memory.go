@@ -25,11 +25,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-whisk/activationstore/codec"
 	"github.com/go-whisk/activationstore/store"
 )
 
-// Store is an in-memory store.Store and store.BatchStorer, safe for
-// concurrent use. The zero value is not usable; call New.
+// Store is an in-memory store.Store, store.BatchStorer, store.DurationStater
+// and store.FilterViewer, safe for concurrent use. The zero value is not
+// usable; call New.
 type Store struct {
 	view   store.FilterView
 	mu     sync.RWMutex
@@ -60,6 +62,7 @@ var (
 	_ store.Store          = (*Store)(nil)
 	_ store.BatchStorer    = (*Store)(nil)
 	_ store.DurationStater = (*Store)(nil)
+	_ store.FilterViewer   = (*Store)(nil)
 )
 
 // New returns an empty store. It panics when an option is invalid (a
@@ -129,7 +132,7 @@ func (s *Store) insertLocked(a *store.Activation) (store.DocInfo, error) {
 	s.docs[id] = a
 	e := entry{start: startKey(a.Start), id: id}
 	indexFor(s.byNS, a.Namespace).insert(e)
-	indexFor(s.byName, s.nameKey(a.Namespace, s.view.PathFilter(a))).insert(e)
+	indexFor(s.byName, s.nameKey(a.Namespace, s.pathFilter(a))).insert(e)
 	return store.DocInfo{ID: id}, nil
 }
 
@@ -162,7 +165,7 @@ func (s *Store) Delete(ctx context.Context, namespace, activationID string, _ st
 	delete(s.docs, id)
 	e := entry{start: startKey(a.Start), id: id}
 	removeFrom(s.byNS, a.Namespace, e)
-	removeFrom(s.byName, s.nameKey(a.Namespace, s.view.PathFilter(a)), e)
+	removeFrom(s.byName, s.nameKey(a.Namespace, s.pathFilter(a)), e)
 	return nil
 }
 
@@ -228,6 +231,14 @@ func (s *Store) indexOf(q store.Query) *index {
 	return s.byNS[q.Namespace]
 }
 
+// pathFilter is the name under which a Query.Name finds a.
+func (s *Store) pathFilter(a *store.Activation) string {
+	if s.view == store.FilterViewElasticSearch {
+		return codec.ElasticsearchName(a)
+	}
+	return s.view.PathFilter(a)
+}
+
 // nameKey is the key of the name index. The CouchDB views key
 // namespace + "/" + pathFilter as one string, so "guest/pkg" + "act" and
 // "guest" + "pkg/act" share a key there; Elasticsearch filters the
@@ -241,7 +252,7 @@ func (s *Store) nameKey(namespace, name string) string {
 
 // DurationStats answers as OpenWhisk's ElasticSearchDurationChecker (made
 // exact, as primary/elasticsearch answers): the activations of
-// q.Namespace whose store.ElasticSearchPath is q.Binding + "/" + q.Name
+// q.Namespace whose codec.ElasticsearchPath is q.Binding + "/" + q.Name
 // (or q.Action when q.Binding is empty) and that start at or after q.Since
 // (a zero Since: no bound). Whatever the filter view.
 func (s *Store) DurationStats(ctx context.Context, q store.DurationQuery, _ store.UserContext) (store.DurationStats, error) {
@@ -271,7 +282,7 @@ func (s *Store) DurationStats(ctx context.Context, q store.DurationQuery, _ stor
 	var n int64
 	for _, e := range ix.entries[lo:] {
 		a := s.docs[e.id]
-		if store.ElasticSearchPath(a) != path {
+		if codec.ElasticsearchPath(a) != path {
 			continue
 		}
 		out.Count++

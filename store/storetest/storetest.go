@@ -7,6 +7,9 @@
 //
 // newStore is called once per behaviour; it may return a store shared with
 // other behaviours, since every behaviour works in namespaces of its own.
+// The behaviours of an optional capability (store.BatchStorer,
+// store.DurationStater, store.FilterViewer) run on the stores that
+// implement it.
 package storetest
 
 import (
@@ -28,9 +31,23 @@ import (
 )
 
 // Run checks every behaviour of the store contract against the stores that
-// newStore returns.
+// newStore returns, and the behaviours of each optional capability
+// (store.BatchStorer, store.DurationStater, store.FilterViewer) the store
+// implements; it logs the capabilities it found. newStore is called once
+// more, first, to find them.
 func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
-	for _, b := range behaviours {
+	probe := newStore(t)
+	require.NotNil(t, probe, "newStore returned nil")
+	all := slices.Clone(behaviours)
+	var found []string
+	for _, c := range capabilities {
+		if c.implements(probe) {
+			found = append(found, c.name)
+			all = append(all, c.behaviours...)
+		}
+	}
+	t.Logf("storetest: %T implements %v", probe, found)
+	for _, b := range all {
 		t.Run(b.name, func(t *testing.T) {
 			s := newStore(t)
 			require.NotNil(t, s, "newStore returned nil")
@@ -185,7 +202,7 @@ func (e *env) series(name string, first, n int) []*store.Activation {
 // view is the filters view version the store answers Query.Name with:
 // its FilterView method's answer, else OpenWhisk master's v2.1.1.
 func (e *env) view() store.FilterView {
-	if v, ok := e.s.(interface{ FilterView() store.FilterView }); ok {
+	if v, ok := e.s.(store.FilterViewer); ok {
 		return v.FilterView()
 	}
 	return store.FilterViewV211
