@@ -59,15 +59,20 @@ type Store struct {
 	stats storeCounters
 }
 
-// A Store passes the read capabilities on to its primary. It is no
-// store.BatchStorer: its writes go to Kafka, where concurrent Store calls
-// already share produce requests, and a StoreBatch passed to the primary
-// would bypass the topic.
+// A Store has every optional capability: it passes the read ones on to its
+// primary, and its StoreBatch publishes to Kafka as Store does (a batch
+// handed to the primary would bypass the topic).
 var (
 	_ store.Store          = (*Store)(nil)
+	_ store.BatchStorer    = (*Store)(nil)
 	_ store.DurationStater = (*Store)(nil)
 	_ store.FilterViewer   = (*Store)(nil)
 )
+
+// batchCallers bounds the Store calls one StoreBatch has in flight: enough
+// to fill a produce request, few enough that a large batch does not start
+// a goroutine per record.
+const batchCallers = 64
 
 // New returns a Store that publishes to Kafka and delegates reads and
 // deletes to primary, which it does not close. WithBrokers is required.
@@ -398,6 +403,48 @@ func (s *Store) Count(ctx context.Context, q store.Query, uc store.UserContext) 
 		return 0, ErrClosed
 	}
 	return s.primary.Count(ctx, q, uc)
+}
+
+// StoreBatch stores every record as Store does, with up to 64 Store calls
+// in flight, so that the records share produce requests: each result is
+// what Store returned for its record (nil once the record is in Kafka, an
+// *store.InvalidError for a malformed one, and so on). The batch as a
+// whole fails only when ctx ends before every record was tried; records
+// not tried then get ctx's error.
+func (s *Store) StoreBatch(ctx context.Context, as []*store.Activation, uc store.UserContext) ([]store.BatchResult, error) {
+	if len(as) == 0 {
+		return nil, nil
+	}
+	results := make([]store.BatchResult, len(as))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(batchCallers, len(as)) {
+		wg.Go(func() {
+			for i := range next {
+				d, err := s.Store(ctx, as[i], uc)
+				results[i] = store.BatchResult{DocInfo: d, Err: err}
+			}
+		})
+	}
+	var err error
+	for i := range as {
+		select {
+		case next <- i:
+			continue
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		for j := i; j < len(as); j++ {
+			results[j].Err = err
+		}
+		break
+	}
+	close(next)
+	wg.Wait()
+	if err != nil {
+		return results, fmt.Errorf("kafkastore: StoreBatch: %w", err)
+	}
+	return results, nil
 }
 
 // DurationStats returns the primary's answer when the primary is a

@@ -1,6 +1,7 @@
 package kafkastore_test
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 
@@ -35,15 +36,21 @@ func TestConformanceStoreInPrimaryBarePrimary(t *testing.T) {
 
 // TestStorePassesCapabilitiesThrough: the Store answers DurationStats and
 // FilterView as its primary does, or, for a primary without them, as the
-// store package asks of a store that cannot; it claims no StoreBatch.
+// store package asks of a store that cannot; its StoreBatch publishes
+// (storetest's batch behaviours run in the conformance tests).
 func TestStorePassesCapabilitiesThrough(t *testing.T) {
 	b := kafkatest.Start(t)
 	primary := memory.New(memory.WithFilterView(store.FilterViewElasticSearch))
 	s, _ := newStore(t, b, primary, kafkastore.WithStoreInPrimary(true))
 	ctx := ctxT(t)
 
-	_, isBatch := any(s).(store.BatchStorer)
-	assert.False(t, isBatch, "writes go to Kafka: no StoreBatch straight to the primary")
+	before := s.Stats().Published
+	results, err := s.StoreBatch(ctx, []*store.Activation{activationtest.New("guest"), activationtest.New("guest")}, store.UserContext{})
+	require.NoError(t, err)
+	for i, r := range results {
+		require.NoError(t, r.Err, "batch record %d", i)
+	}
+	assert.Equal(t, before+2, s.Stats().Published, "StoreBatch publishes each record to Kafka")
 	assert.Equal(t, store.FilterViewElasticSearch, s.FilterView(), "the primary's name filter")
 
 	var q store.DurationQuery
@@ -73,4 +80,24 @@ func TestStorePassesCapabilitiesThrough(t *testing.T) {
 	require.NoError(t, s.Close())
 	_, err = s.DurationStats(ctx, q, store.UserContext{})
 	assert.ErrorIs(t, err, kafkastore.ErrClosed)
+}
+
+// TestStoreBatchStopsWithItsContext: a batch whose context has ended gives
+// that error, for the batch and for each record it did not store.
+func TestStoreBatchStopsWithItsContext(t *testing.T) {
+	b := kafkatest.Start(t)
+	s, _ := newStore(t, b, memory.New())
+	ctx, cancel := context.WithCancel(ctxT(t))
+	cancel()
+	batch := make([]*store.Activation, 500)
+	for i := range batch {
+		batch[i] = activationtest.New("guest")
+	}
+	results, err := s.StoreBatch(ctx, batch, store.UserContext{})
+	require.ErrorIs(t, err, context.Canceled)
+	require.Len(t, results, len(batch))
+	for i, r := range results {
+		require.Error(t, r.Err, "record %d of a cancelled batch", i)
+	}
+	assert.Zero(t, s.Stats().Published, "nothing published under a cancelled context")
 }
