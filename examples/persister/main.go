@@ -562,7 +562,7 @@ func newESProbe(s *settings) *couchProbe {
 }
 
 func newCouchProbe(rawURL, db string) *couchProbe {
-	nodes, err := couchdb.NodeURLs(rawURL) // checked by parseSettings
+	nodes, err := couchdb.NodeURLs(rawURL) // checked by parse
 	if err != nil {
 		nodes = []string{rawURL}
 	}
