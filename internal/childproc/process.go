@@ -191,22 +191,37 @@ func (p *Process) LogTail(max int64) string {
 // fresh ports (RetryPortTaken).
 var ErrPortTaken = errors.New("a port was taken by another process")
 
-// ExitError is the error of a process that exited during start-up: it
-// names the log and quotes its end, and wraps ErrPortTaken when the log
-// holds bindFailure (the server's message for a port in use:
-// "Address already in use", "eaddrinuse").
-func (p *Process) ExitError(bindFailure string) error {
+// WaitReady polls probe every interval until it succeeds. It fails early
+// when the process exits, with its log's end, wrapping ErrPortTaken when
+// the log holds bindFailure (the server's message for a port in use:
+// "Address already in use", "eaddrinuse"); and when ctx ends, with the
+// last probe's error.
+func (p *Process) WaitReady(ctx context.Context, bindFailure string, interval time.Duration, probe func(context.Context) error) error {
+	if !p.Started() {
+		return fmt.Errorf("%s was never started", p.Name)
+	}
+	for {
+		if !p.Running() {
+			return p.exitError(bindFailure)
+		}
+		last := probe(ctx)
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready: %w (last: %v); its log %s ends with:\n%s", p.Name, ctx.Err(), last, p.Log, p.LogTail(6<<10))
+		case <-time.After(interval):
+		}
+	}
+}
+
+func (p *Process) exitError(bindFailure string) error {
 	err := fmt.Errorf("%s exited during start-up; its log %s ends with:\n%s", p.Name, p.Log, p.LogTail(6<<10))
 	if b, _ := os.ReadFile(p.Log); bindFailure != "" && bytes.Contains(b, []byte(bindFailure)) {
 		err = fmt.Errorf("%w: %w", ErrPortTaken, err)
 	}
 	return err
-}
-
-// NotReadyError is the error of a process that did not get ready in time:
-// why (ctx's error), the last probe's failure, and the end of its log.
-func (p *Process) NotReadyError(ctx context.Context, last error) error {
-	return fmt.Errorf("%s not ready: %w (last: %v); its log %s ends with:\n%s", p.Name, ctx.Err(), last, p.Log, p.LogTail(6<<10))
 }
 
 // RetryPortTaken runs boot up to three times while it fails with

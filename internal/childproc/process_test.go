@@ -120,27 +120,52 @@ func TestSignalWaitsThenKills(t *testing.T) {
 	polite.Signal(syscall.SIGTERM, time.Second) // not running: nothing to do
 }
 
-func TestExitErrorQuotesTheLog(t *testing.T) {
+func TestWaitReady(t *testing.T) {
+	ctx := context.Background()
+	never := &Process{Name: "never started"}
+	if err := never.WaitReady(ctx, "", time.Millisecond, func(context.Context) error { return nil }); err == nil {
+		t.Fatal("WaitReady of a process never started: want an error")
+	}
+
+	// Ready on the third probe.
+	p := shProcess(t, `exec sleep 30`)
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	probes := 0
+	err := p.WaitReady(ctx, "", time.Millisecond, func(context.Context) error {
+		if probes++; probes < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	if err != nil || probes != 3 {
+		t.Fatalf("WaitReady = %v after %d probes, want success on the third", err, probes)
+	}
+
+	// Never ready: the context ends it, with the last probe's error.
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	err = p.WaitReady(short, "", 10*time.Millisecond, func(context.Context) error { return errors.New("probe refused") })
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "probe refused") {
+		t.Fatalf("WaitReady past its deadline = %v", err)
+	}
+}
+
+func TestWaitReadySeesAnExit(t *testing.T) {
 	p := shProcess(t, `echo "bind 127.0.0.1:1234: Address already in use"; exit 3`)
 	if err := p.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); p.Running(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("a shell that exits at once still runs after 10 s")
-		}
-	}
-	err := p.ExitError("Address already in use")
+	notYet := func(context.Context) error { return errors.New("not yet") }
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := p.WaitReady(ctx, "Address already in use", 10*time.Millisecond, notYet)
 	if !errors.Is(err, ErrPortTaken) || !strings.Contains(err.Error(), "test shell exited during start-up") || !strings.Contains(err.Error(), "127.0.0.1:1234") {
-		t.Fatalf("ExitError = %v, want ErrPortTaken quoting the log", err)
+		t.Fatalf("WaitReady of a process that cannot bind = %v, want ErrPortTaken quoting the log", err)
 	}
-	if err := p.ExitError("eaddrinuse"); errors.Is(err, ErrPortTaken) {
-		t.Fatalf("ExitError for a message the log lacks = %v, want no ErrPortTaken", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := p.NotReadyError(ctx, errors.New("probe refused")); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "probe refused") {
-		t.Fatalf("NotReadyError = %v", err)
+	if err := p.WaitReady(ctx, "eaddrinuse", 10*time.Millisecond, notYet); errors.Is(err, ErrPortTaken) || !strings.Contains(err.Error(), "exited") {
+		t.Fatalf("WaitReady with a bind message the log lacks = %v, want an exit without ErrPortTaken", err)
 	}
 }
 

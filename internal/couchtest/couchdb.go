@@ -190,22 +190,20 @@ func (s *couchServer) startEpmd(ctx context.Context) error {
 	if err := s.epmd.Start(); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(s.epmdPort), time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err = s.epmd.WaitReady(ctx, "", 20*time.Millisecond, func(ctx context.Context) error {
+		c, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", "127.0.0.1:"+strconv.Itoa(s.epmdPort))
 		if err == nil {
 			_ = c.Close()
-			return nil
 		}
-		if !s.epmd.Running() {
-			// Its only reason to exit at start: its port is taken.
-			return fmt.Errorf("%w: %w", childproc.ErrPortTaken, s.epmd.ExitError(""))
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("epmd on port %d does not accept connections: %w", s.epmdPort, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return err
+	})
+	if err != nil && !s.epmd.Running() {
+		// Its only reason to exit at start: its port is taken.
+		err = fmt.Errorf("%w: %w", childproc.ErrPortTaken, err)
 	}
+	return err
 }
 
 // ertsBin finds a program of the release's Erlang runtime.
@@ -284,23 +282,13 @@ func (nd *couchNode) url() string {
 func (nd *couchNode) waitUp(ctx context.Context, within time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
-	for {
-		if !nd.proc.Running() {
-			return nd.proc.ExitError("eaddrinuse")
-		}
+	return nd.proc.WaitReady(ctx, "eaddrinuse", 50*time.Millisecond, func(ctx context.Context) error {
 		status, body, err := nd.s.get(ctx, nd.url()+"/_up")
-		if err == nil && status == http.StatusOK {
-			return nil
-		}
-		if err == nil {
+		if err == nil && status != http.StatusOK {
 			err = fmt.Errorf("GET /_up: %d %s", status, bytes.TrimSpace(body))
 		}
-		select {
-		case <-ctx.Done():
-			return nd.proc.NotReadyError(ctx, err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		return err
+	})
 }
 
 // join makes node 0 add the others, finishes the cluster set-up (which

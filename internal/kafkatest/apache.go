@@ -437,23 +437,7 @@ func (c *apacheCluster) waitReady(ctx context.Context, within time.Duration) err
 // waitReady polls the node's PLAINTEXT listener until its Metadata lists
 // want live brokers, itself included.
 func (n *apacheNode) waitReady(ctx context.Context, want int) error {
-	if !n.proc.Started() {
-		return fmt.Errorf("%s was never started", n)
-	}
-	for {
-		if !n.proc.Running() {
-			return n.proc.ExitError("Address already in use")
-		}
-		last := n.probe(ctx, want)
-		if last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return n.proc.NotReadyError(ctx, last)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return n.proc.WaitReady(ctx, "Address already in use", 100*time.Millisecond, func(ctx context.Context) error { return n.probe(ctx, want) })
 }
 
 // probe asks for the cluster metadata on a transport of its own. It checks

@@ -56,21 +56,13 @@ func (c *apacheCluster) bootZooKeeper(ctx context.Context) error {
 func (n *apacheNode) waitListening(ctx context.Context, within time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
-	for {
-		if !n.proc.Running() {
-			return n.proc.ExitError("Address already in use")
-		}
+	return n.proc.WaitReady(ctx, "Address already in use", 50*time.Millisecond, func(ctx context.Context) error {
 		conn, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", n.zkAddr())
 		if err == nil {
 			_ = conn.Close()
-			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return n.proc.NotReadyError(ctx, fmt.Errorf("not listening on %s: %w", n.zkAddr(), err))
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		return err
+	})
 }
 
 // addSCRAMUser stores the SCRAM-SHA-512 credentials of scramUser in

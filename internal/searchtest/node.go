@@ -343,23 +343,7 @@ func (c *cluster) waitReady(ctx context.Context, within time.Duration) error {
 // waitReady polls the node's cluster health until it names our cluster
 // with want nodes, or fails early with the log of a node that exited.
 func (n *node) waitReady(ctx context.Context, want int) error {
-	if !n.proc.Started() {
-		return fmt.Errorf("%s was never started", n.proc.Name)
-	}
-	for {
-		if !n.proc.Running() {
-			return n.proc.ExitError("BindException")
-		}
-		last := n.probe(ctx, want)
-		if last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return n.proc.NotReadyError(ctx, last)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return n.proc.WaitReady(ctx, "BindException", 100*time.Millisecond, func(ctx context.Context) error { return n.probe(ctx, want) })
 }
 
 // probe asks the node for the cluster's health. It checks the cluster
