@@ -3,8 +3,10 @@
 package childproc
 
 import (
+	"errors"
 	"os"
 	"syscall"
+	"time"
 )
 
 // SysProcAttr sets nothing where Pdeathsig is unavailable: a server is
@@ -17,3 +19,11 @@ func SysProcAttr() *syscall.SysProcAttr { return nil }
 // server that crashed at start-up is noticed when it does not answer in
 // time.
 func Exited(*os.Process) bool { return false }
+
+var errNoProc = errors.New("childproc: RSS and CPU time are read from /proc, on Linux only")
+
+// RSS is unknown here.
+func RSS(int) (int64, error) { return 0, errNoProc }
+
+// CPUTime is unknown here.
+func CPUTime(int) (time.Duration, error) { return 0, errNoProc }

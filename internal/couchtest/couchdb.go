@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -19,7 +18,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/go-whisk/activationstore/internal/childproc"
@@ -42,7 +40,7 @@ type couchServer struct {
 	uuid     string
 	password string
 	epmdPort int
-	epmd     *exec.Cmd
+	epmd     *childproc.Process
 	nodes    []*couchNode
 	startup  time.Duration
 	http     *http.Client
@@ -54,16 +52,12 @@ type couchServer struct {
 // script exec's into it) with its own name, data folder and HTTP port,
 // kept across restarts.
 type couchNode struct {
-	s       *couchServer
-	id      int
-	name    string // Erlang node name, name@127.0.0.1
-	dir     string
-	port    int
-	logPath string
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	waited bool
+	s    *couchServer
+	id   int
+	name string // Erlang node name, name@127.0.0.1
+	dir  string
+	port int
+	proc childproc.Process
 }
 
 var nodeSeq atomic.Int64
@@ -87,10 +81,10 @@ func startCouch(ctx context.Context, n int) (s *couchServer, err error) {
 	s = &couchServer{
 		release:  root,
 		dir:      dir,
-		cookie:   randomHex(16),
-		secret:   randomHex(16),
-		uuid:     randomHex(16),
-		password: randomHex(12),
+		cookie:   rand.Text(),
+		secret:   rand.Text(),
+		uuid:     randomUUID(),
+		password: rand.Text(),
 		http:     &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second},
 	}
 	srv := s // "return nil, err" sets s to nil before this runs
@@ -102,28 +96,20 @@ func startCouch(ctx context.Context, n int) (s *couchServer, err error) {
 	}()
 	seq := nodeSeq.Add(1)
 	for i := range n {
-		nd := &couchNode{s: s, id: i, dir: filepath.Join(dir, "node"+strconv.Itoa(i))}
-		nd.name = fmt.Sprintf("couchtest%d_%d_%d@127.0.0.1", os.Getpid(), seq, i)
-		nd.logPath = filepath.Join(nd.dir, "couchdb.log")
+		nd := s.newNode(i, fmt.Sprintf("couchtest%d_%d_%d@127.0.0.1", os.Getpid(), seq, i))
 		if err = os.MkdirAll(filepath.Join(nd.dir, "data"), 0o755); err != nil {
 			return nil, err
 		}
 		s.nodes = append(s.nodes, nd)
 	}
 	start := time.Now()
-	// Ports are picked free, then bound by other processes: a clash makes
-	// a node exit at start, and a fresh set of ports is tried.
-	for attempt := 1; ; attempt++ {
-		err = s.boot(ctx)
-		if err == nil || attempt == 3 || !errors.Is(err, errPortTaken) || ctx.Err() != nil {
-			break
-		}
+	err = childproc.RetryPortTaken(ctx, func() error { return s.boot(ctx) }, func() {
 		s.killAll()
 		for _, nd := range s.nodes {
 			_ = os.RemoveAll(filepath.Join(nd.dir, "data"))
 			_ = os.MkdirAll(filepath.Join(nd.dir, "data"), 0o755)
 		}
-	}
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -136,12 +122,31 @@ func startCouch(ctx context.Context, n int) (s *couchServer, err error) {
 	return s, nil
 }
 
-var errPortTaken = errors.New("a port was taken by another process")
+// newNode is node id of the server, named name.
+func (s *couchServer) newNode(id int, name string) *couchNode {
+	nd := &couchNode{s: s, id: id, name: name, dir: filepath.Join(s.dir, "node"+strconv.Itoa(id))}
+	nd.proc = childproc.Process{
+		Name: fmt.Sprintf("node %d (%s)", id, name),
+		Log:  filepath.Join(nd.dir, "couchdb.log"),
+		Command: func() *exec.Cmd {
+			cmd := exec.Command(filepath.Join(s.release, "bin", "couchdb"))
+			cmd.Dir = nd.dir
+			cmd.Env = append(os.Environ(),
+				"COUCHDB_ARGS_FILE="+filepath.Join(nd.dir, "vm.args"),
+				"COUCHDB_INI_FILES="+filepath.Join(s.release, "etc", "default.ini")+" "+filepath.Join(nd.dir, "local.ini"),
+				"ERL_EPMD_PORT="+strconv.Itoa(s.epmdPort),
+				"ERL_CRASH_DUMP="+filepath.Join(nd.dir, "erl_crash.dump"), // not in the read-only release
+			)
+			return cmd
+		},
+	}
+	return nd
+}
 
 // boot picks ports, writes the configuration, starts epmd and every node,
 // and waits for each to answer GET /_up.
 func (s *couchServer) boot(ctx context.Context) error {
-	ports, err := freePorts(1 + len(s.nodes))
+	ports, err := childproc.FreePorts(1 + len(s.nodes))
 	if err != nil {
 		return err
 	}
@@ -156,7 +161,7 @@ func (s *couchServer) boot(ctx context.Context) error {
 		return err
 	}
 	for _, nd := range s.nodes {
-		if err := nd.start(); err != nil {
+		if err := nd.proc.Start(); err != nil {
 			return err
 		}
 	}
@@ -175,36 +180,30 @@ func (s *couchServer) startEpmd(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	logPath := filepath.Join(s.dir, "epmd.log")
-	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
+	s.epmd = &childproc.Process{
+		Name: "epmd",
+		Log:  filepath.Join(s.dir, "epmd.log"),
+		Command: func() *exec.Cmd {
+			return exec.Command(bin, "-port", strconv.Itoa(s.epmdPort), "-address", "127.0.0.1")
+		},
+	}
+	if err := s.epmd.Start(); err != nil {
 		return err
 	}
-	defer log.Close()
-	cmd := exec.Command(bin, "-port", strconv.Itoa(s.epmdPort), "-address", "127.0.0.1")
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = childproc.SysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start epmd: %w", err)
-	}
-	s.epmd = cmd
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(s.epmdPort), time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err = s.epmd.WaitReady(ctx, "", 20*time.Millisecond, func(ctx context.Context) error {
+		c, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", "127.0.0.1:"+strconv.Itoa(s.epmdPort))
 		if err == nil {
 			_ = c.Close()
-			return nil
 		}
-		if childproc.Exited(cmd.Process) {
-			_ = cmd.Wait()
-			s.epmd = nil
-			return fmt.Errorf("%w: epmd exited at start: %s", errPortTaken, readFile(logPath))
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("epmd on port %d does not accept connections: %w", s.epmdPort, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return err
+	})
+	if err != nil && !s.epmd.Running() {
+		// Its only reason to exit at start: its port is taken.
+		err = fmt.Errorf("%w: %w", childproc.ErrPortTaken, err)
 	}
+	return err
 }
 
 // ertsBin finds a program of the release's Erlang runtime.
@@ -274,87 +273,6 @@ func (nd *couchNode) writeConfig() error {
 	return os.WriteFile(filepath.Join(nd.dir, "local.ini"), []byte(b.String()), 0o600)
 }
 
-// start launches the node (again), appending its output to its log file.
-func (nd *couchNode) start() error {
-	nd.mu.Lock()
-	defer nd.mu.Unlock()
-	if nd.running() {
-		return fmt.Errorf("couchtest: node %d is running already", nd.id)
-	}
-	log, err := os.OpenFile(nd.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer log.Close() // the child has its own descriptor
-	fmt.Fprintf(log, "=== couchtest: starting node %d (%s, port %d) at %s ===\n", nd.id, nd.name, nd.port, time.Now().Format(time.RFC3339Nano))
-	s := nd.s
-	cmd := exec.Command(filepath.Join(s.release, "bin", "couchdb"))
-	cmd.Dir = nd.dir
-	cmd.Env = append(os.Environ(),
-		"COUCHDB_ARGS_FILE="+filepath.Join(nd.dir, "vm.args"),
-		"COUCHDB_INI_FILES="+filepath.Join(s.release, "etc", "default.ini")+" "+filepath.Join(nd.dir, "local.ini"),
-		"ERL_EPMD_PORT="+strconv.Itoa(s.epmdPort),
-		"ERL_CRASH_DUMP="+filepath.Join(nd.dir, "erl_crash.dump"), // not in the read-only release
-	)
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = childproc.SysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("couchtest: start node %d: %w", nd.id, err)
-	}
-	nd.cmd, nd.waited = cmd, false
-	return nil
-}
-
-// running reports whether the VM is alive, reaping it when it has exited;
-// nd.mu must be held. It polls instead of waiting in a goroutine: the
-// shared server outlives tests that check for leaked goroutines.
-func (nd *couchNode) running() bool {
-	if nd.cmd == nil || nd.waited {
-		return false
-	}
-	if !childproc.Exited(nd.cmd.Process) {
-		return true
-	}
-	_ = nd.cmd.Wait()
-	nd.waited = true
-	return false
-}
-
-func (nd *couchNode) isRunning() bool {
-	nd.mu.Lock()
-	defer nd.mu.Unlock()
-	return nd.running()
-}
-
-// signal sends sig and waits up to grace for the VM to exit, then kills it.
-func (nd *couchNode) signal(sig os.Signal, grace time.Duration) {
-	nd.mu.Lock()
-	defer nd.mu.Unlock()
-	if !nd.running() {
-		return
-	}
-	_ = nd.cmd.Process.Signal(sig)
-	deadline := time.Now().Add(grace)
-	for !childproc.Exited(nd.cmd.Process) {
-		if time.Now().After(deadline) {
-			_ = nd.cmd.Process.Kill()
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	_ = nd.cmd.Wait()
-	nd.waited = true
-}
-
-func (nd *couchNode) pid() int {
-	nd.mu.Lock()
-	defer nd.mu.Unlock()
-	if !nd.running() {
-		return 0
-	}
-	return nd.cmd.Process.Pid
-}
-
 // url is the node's base URL with the admin's credentials.
 func (nd *couchNode) url() string {
 	return "http://" + adminUser + ":" + nd.s.password + "@127.0.0.1:" + strconv.Itoa(nd.port)
@@ -364,29 +282,13 @@ func (nd *couchNode) url() string {
 func (nd *couchNode) waitUp(ctx context.Context, within time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
-	var last error
-	for {
-		if !nd.isRunning() {
-			err := fmt.Errorf("node %d (%s) exited during start-up; its log %s ends with:\n%s", nd.id, nd.name, nd.logPath, tail(nd.logPath, 6<<10))
-			if bytes.Contains(readFile(nd.logPath), []byte("eaddrinuse")) {
-				err = fmt.Errorf("%w: %w", errPortTaken, err)
-			}
-			return err
-		}
+	return nd.proc.WaitReady(ctx, "eaddrinuse", 50*time.Millisecond, func(ctx context.Context) error {
 		status, body, err := nd.s.get(ctx, nd.url()+"/_up")
-		if err == nil && status == http.StatusOK {
-			return nil
-		}
-		if err == nil {
+		if err == nil && status != http.StatusOK {
 			err = fmt.Errorf("GET /_up: %d %s", status, bytes.TrimSpace(body))
 		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("node %d (%s) not up: %w (last: %v); its log %s ends with:\n%s", nd.id, nd.name, ctx.Err(), last, nd.logPath, tail(nd.logPath, 6<<10))
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		return err
+	})
 }
 
 // join makes node 0 add the others, finishes the cluster set-up (which
@@ -427,7 +329,7 @@ func (s *couchServer) waitMembers(ctx context.Context, within time.Duration) err
 	var want, live []string
 	for _, nd := range s.nodes {
 		want = append(want, nd.name)
-		if nd.isRunning() {
+		if nd.proc.Running() {
 			live = append(live, nd.name)
 		}
 	}
@@ -435,7 +337,7 @@ func (s *couchServer) waitMembers(ctx context.Context, within time.Duration) err
 	for {
 		last = nil
 		for _, nd := range s.nodes {
-			if !nd.isRunning() {
+			if !nd.proc.Running() {
 				continue
 			}
 			if err := nd.checkMembers(ctx, want, live); err != nil {
@@ -514,12 +416,10 @@ func (s *couchServer) do(ctx context.Context, method, u string, body []byte) (in
 // killAll kills every node and epmd and waits for them to exit.
 func (s *couchServer) killAll() {
 	for _, nd := range s.nodes {
-		nd.signal(syscall.SIGKILL, 10*time.Second)
+		nd.proc.Kill()
 	}
 	if s.epmd != nil {
-		_ = s.epmd.Process.Kill()
-		_ = s.epmd.Wait()
-		s.epmd = nil
+		s.epmd.Kill()
 	}
 }
 
@@ -537,63 +437,14 @@ func (s *couchServer) close(keep bool) {
 func (s *couchServer) logs() string {
 	paths := make([]string, len(s.nodes))
 	for i, nd := range s.nodes {
-		paths[i] = nd.logPath
+		paths[i] = nd.proc.Log
 	}
 	return strings.Join(paths, " ")
 }
 
-// freePorts picks n distinct free loopback ports, holding each until all
-// are chosen.
-func freePorts(n int) ([]int, error) {
-	var held []net.Listener
-	defer func() {
-		for _, l := range held {
-			_ = l.Close()
-		}
-	}()
-	ports := make([]int, n)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		held = append(held, l)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-	}
-	return ports, nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func readFile(path string) []byte {
-	b, _ := os.ReadFile(path)
-	return b
-}
-
-// tail is the last max bytes of a file.
-func tail(path string, max int) string {
-	b := readFile(path)
-	if len(b) > max {
-		b = b[len(b)-max:]
-	}
-	return string(b)
-}
-
-// rssBytes is the resident set size of a process (Linux only).
-func rssBytes(pid int) (int64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, errors.New("no VmRSS in /proc/pid/status")
+// randomUUID is a random CouchDB server uuid: 32 hex digits.
+func randomUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

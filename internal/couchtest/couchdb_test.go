@@ -84,7 +84,7 @@ func TestClusterNodesStopAndRestart(t *testing.T) {
 	rss, _ := c.RSS()
 	t.Logf("cluster: started in %v, RSS %d MiB (3 nodes)", c.Startup().Round(time.Millisecond), rss>>20)
 	urls := c.URLs()
-	db := "t_cluster_" + randomHex(4)
+	db := "t_cluster_" + randomUUID()[:8]
 	if err := CreateDB(ctx, urls[0], db); err != nil {
 		t.Fatal(err)
 	}
@@ -206,24 +206,24 @@ func TestUntarRefusesEscapes(t *testing.T) {
 	}
 }
 
-func TestModeFollowsEnvironment(t *testing.T) {
+func TestSelectedFollowsEnvironment(t *testing.T) {
 	t.Setenv(EnvURL, "")
 	t.Setenv(EnvMode, "bogus")
-	if _, err := Mode(); err == nil || !strings.Contains(err.Error(), "single, cluster or pouchdb") {
+	if _, err := Selected(); err == nil || !strings.Contains(err.Error(), "single, cluster or pouchdb") {
 		t.Errorf("COUCHTEST=bogus: %v, want an error naming the choices", err)
 	}
 	t.Setenv(EnvMode, "pouchdb")
-	if k, err := Mode(); err != nil || k != PouchDB {
+	if k, err := Selected(); err != nil || k != PouchDB {
 		t.Errorf("COUCHTEST=pouchdb: %s %v", k, err)
 	}
 	t.Setenv(EnvMode, "cluster")
 	if _, err := releaseRoot(); err == nil {
-		if k, err := Mode(); err != nil || k != Cluster {
+		if k, err := Selected(); err != nil || k != Cluster {
 			t.Errorf("COUCHTEST=cluster: %s %v", k, err)
 		}
 	}
 	t.Setenv(EnvURL, "http://127.0.0.1:1")
-	if k, err := Mode(); err != nil || k != External {
+	if k, err := Selected(); err != nil || k != External {
 		t.Errorf("COUCHDB_URL set: %s %v, want external", k, err)
 	}
 }

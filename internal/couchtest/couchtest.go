@@ -83,10 +83,10 @@ var (
 
 var errStopped = errors.New("couchtest: the shared server was stopped (Stop or Main ran)")
 
-// Mode is the kind of server the tests share: External when COUCHDB_URL is
-// set, else what COUCHTEST says, else Single when a CouchDB release is
-// found and PouchDB when none is.
-func Mode() (Kind, error) {
+// Selected is the kind of server the tests share, from the environment:
+// External when COUCHDB_URL is set, else what COUCHTEST says, else Single
+// when a CouchDB release is found and PouchDB when none is.
+func Selected() (Kind, error) {
 	if os.Getenv(EnvURL) != "" {
 		return External, nil
 	}
@@ -137,7 +137,7 @@ func URLs(t testing.TB) []string {
 	return append([]string(nil), urls...)
 }
 
-// Kind is the kind of the server URL serves; it starts it if needed.
+// SharedKind is the kind of the server URL serves; it starts it if needed.
 func SharedKind() (Kind, error) {
 	_, err := shared.get(startShared)
 	shared.mu.Lock()
@@ -152,7 +152,7 @@ func SharedKind() (Kind, error) {
 // the test when there is none. Tests that stop nodes use StartCluster.
 func ClusterURLs(t testing.TB) []string {
 	t.Helper()
-	if k, err := Mode(); err == nil && (k == Cluster || k == External && len(envURLs()) > 1) {
+	if k, err := Selected(); err == nil && (k == Cluster || k == External && len(envURLs()) > 1) {
 		return URLs(t)
 	}
 	urls, err := sharedCluster.get(func(ctx context.Context) (*Server, Kind, []string, error) {
@@ -239,6 +239,18 @@ func SharedURL() (string, error) {
 		return "", err
 	}
 	return urls[0], nil
+}
+
+// SharedCPUTime is CPUTime of the server URL returns, for benchmarks. It
+// fails when the server was not started by this test binary (COUCHDB_URL).
+func SharedCPUTime() (time.Duration, error) {
+	shared.mu.Lock()
+	s := shared.srv
+	shared.mu.Unlock()
+	if s == nil {
+		return 0, errors.New("couchtest: no CouchDB server started by this test binary (COUCHDB_URL names an external one)")
+	}
+	return s.CPUTime()
 }
 
 // sharedURL is the shared server's URL if one was started (or named), for

@@ -3,45 +3,10 @@ package couchtest
 import (
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
-
-// A child's CPU time counts towards its parent's tree, and only there.
-func TestTreeCPUTimeCountsDescendants(t *testing.T) {
-	// sh → sh (a subshell) → a busy loop: a grandchild, as couchjs is
-	// beam's (through erl_child_setup). The loop ends by itself too.
-	cmd := exec.Command("sh", "-c", `(i=0; while [ $i -lt 100000000 ]; do i=$((i+1)); done) & wait`)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// The whole group: killing sh alone would orphan the busy loop.
-	defer func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() }()
-	var got time.Duration
-	for deadline := time.Now().Add(20 * time.Second); got < 300*time.Millisecond; {
-		if time.Now().After(deadline) {
-			t.Fatalf("the busy grandchild's tree used %v in 20 s: want ≥ 300ms", got)
-		}
-		time.Sleep(100 * time.Millisecond)
-		ticks, err := treeTicks(cmd.Process.Pid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = ticksDuration(ticks)
-	}
-	own, _, err := procStat(cmd.Process.Pid)
-	if err != nil || own != int64(os.Getpid()) {
-		t.Fatalf("procStat parent = %d, %v; want this process %d", own, err, os.Getpid())
-	}
-	if _, err := treeTicks(1 << 30); err == nil {
-		t.Error("treeTicks of a missing process: want an error")
-	}
-}
 
 // The shared server's CPU time includes the view builds of its couchjs
 // processes, which a benchmark must count as the server's work.

@@ -7,6 +7,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/go-whisk/activationstore/internal/childproc"
 )
 
 // Kind says what serves the CouchDB protocol to the tests.
@@ -48,7 +50,7 @@ type serverConfig struct {
 // on every write, which slows _bulk_docs by half.
 func WithValidation() Option { return func(c *serverConfig) { c.validation = true } }
 
-// Start starts a test server of its own, of the kind [Mode] selects (a real
+// Start starts a test server of its own, of the kind [Selected] gives (a real
 // CouchDB single node when a release is found, a 3-node cluster under
 // COUCHTEST=cluster, PouchDB otherwise), on 127.0.0.1 and free ports; the
 // caller must Close it. Most tests share one through [URL] instead; Start
@@ -140,20 +142,28 @@ func (s *Server) Logs() string {
 
 // RSS is the resident memory of the server's processes (every node),
 // Linux only.
-func (s *Server) RSS() (int64, error) { return s.sumOverNodes(rssBytes) }
+func (s *Server) RSS() (int64, error) { return sumOverNodes(s, childproc.RSS) }
+
+// CPUTime is the CPU time (user and system) the server's processes have
+// used so far: every node's VM and its children, among them the couchjs
+// processes that build view indexes in the background. Linux only.
+//
+// Benchmarks take it before and after a phase to tell the server's work
+// from the client's: on 2 cores they compete for the same CPU.
+func (s *Server) CPUTime() (time.Duration, error) { return sumOverNodes(s, childproc.CPUTime) }
 
 // sumOverNodes adds f(pid) up over the server's running processes: every
 // node's VM, or the PouchDB server.
-func (s *Server) sumOverNodes(f func(pid int) (int64, error)) (int64, error) {
+func sumOverNodes[T int64 | time.Duration](s *Server, f func(pid int) (T, error)) (T, error) {
 	if s.couch == nil {
 		if s.pouch == nil || s.pouch.cmd.Process == nil {
 			return 0, errors.New("couchtest: not running")
 		}
 		return f(s.pouch.cmd.Process.Pid)
 	}
-	var sum int64
+	var sum T
 	for _, nd := range s.couch.nodes {
-		if pid := nd.pid(); pid != 0 {
+		if pid := nd.proc.Pid(); pid != 0 {
 			n, err := f(pid)
 			if err != nil {
 				return 0, err
@@ -183,7 +193,7 @@ func (s *Server) Stop(i int) error {
 	if err != nil {
 		return err
 	}
-	nd.signal(syscall.SIGTERM, 15*time.Second)
+	nd.proc.Signal(syscall.SIGTERM, 15*time.Second)
 	return nil
 }
 
@@ -193,7 +203,7 @@ func (s *Server) Kill(i int) error {
 	if err != nil {
 		return err
 	}
-	nd.signal(syscall.SIGKILL, 10*time.Second)
+	nd.proc.Kill()
 	return nil
 }
 
@@ -205,7 +215,7 @@ func (s *Server) Restart(ctx context.Context, i int) error {
 	if err != nil {
 		return err
 	}
-	if err := nd.start(); err != nil {
+	if err := nd.proc.Start(); err != nil {
 		return err
 	}
 	if err := nd.waitUp(ctx, 2*time.Minute); err != nil {
@@ -221,7 +231,7 @@ func (s *Server) Restart(ctx context.Context, i int) error {
 // Kill, and for the PouchDB server).
 func (s *Server) Running(i int) bool {
 	nd, err := s.node(i)
-	return err == nil && nd.isRunning()
+	return err == nil && nd.proc.Running()
 }
 
 // PID is node i's process id, 0 when it is not running.
@@ -230,7 +240,7 @@ func (s *Server) PID(i int) int {
 	if err != nil {
 		return 0
 	}
-	return nd.pid()
+	return nd.proc.Pid()
 }
 
 // Close stops the server, waits for its processes to exit and removes its

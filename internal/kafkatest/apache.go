@@ -1,15 +1,11 @@
 package kafkatest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,15 +101,11 @@ type apacheCluster struct {
 // that keeps its ports across restarts. The ZooKeeper server is one too,
 // with id -1 and its client port in ports[0].
 type apacheNode struct {
-	c       *apacheCluster
-	id      int // node.id (broker.id); also its index
-	dir     string
-	logPath string
-	ports   [numSecurity + 1]int // client listeners by security, then CONTROLLER
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd // nil when never started
-	waited bool      // cmd has exited and was reaped
+	c     *apacheCluster
+	id    int // node.id (broker.id); also its index
+	dir   string
+	ports [numSecurity + 1]int // client listeners by security, then CONTROLLER
+	proc  childproc.Process
 }
 
 const controllerPort = int(numSecurity)
@@ -145,7 +137,7 @@ func startApache(ctx context.Context, spec apacheSpec) (c *apacheCluster, err er
 		java:      java,
 		classpath: filepath.Join(lib, "*"),
 		clusterID: randomClusterID(),
-		password:  randomHex(12),
+		password:  rand.Text(),
 	}
 	defer func() {
 		if err != nil {
@@ -165,37 +157,48 @@ func startApache(ctx context.Context, spec apacheSpec) (c *apacheCluster, err er
 		return nil, err
 	}
 	for i := range spec.nodes {
-		n := &apacheNode{c: c, id: i, dir: filepath.Join(dir, "node-"+strconv.Itoa(i))}
-		n.logPath = filepath.Join(n.dir, "kafka.log")
+		n := c.newNode(i, "node-"+strconv.Itoa(i), "kafka.log")
 		if err = os.MkdirAll(n.dir, 0o755); err != nil {
 			return nil, err
 		}
 		c.nodes = append(c.nodes, n)
 	}
 	if spec.zooKeeper() {
-		c.zk = &apacheNode{c: c, id: -1, dir: filepath.Join(dir, "zookeeper")}
-		c.zk.logPath = filepath.Join(c.zk.dir, "zookeeper.log")
+		c.zk = c.newNode(-1, "zookeeper", "zookeeper.log")
 		if err = os.MkdirAll(c.zk.dir, 0o755); err != nil {
 			return nil, err
 		}
 	}
-
-	// Ports are picked free and then handed to the JVMs, so another process
-	// may take one in between: start again on fresh ports when a node
-	// cannot bind.
-	for attempt := 1; ; attempt++ {
-		err = c.boot(ctx)
-		if err == nil || attempt == 3 || !errors.Is(err, errPortTaken) || ctx.Err() != nil {
-			return c, err
-		}
+	err = childproc.RetryPortTaken(ctx, func() error { return c.boot(ctx) }, func() {
 		c.killAll()
 		for _, n := range c.allNodes() {
 			_ = os.RemoveAll(filepath.Join(n.dir, "data"))
 		}
-	}
+	})
+	return c, err
 }
 
-var errPortTaken = errors.New("a listener port was taken by another process")
+// newNode is node id (-1: the ZooKeeper server) in folder sub, its JVM's
+// output in log.
+func (c *apacheCluster) newNode(id int, sub, log string) *apacheNode {
+	n := &apacheNode{c: c, id: id, dir: filepath.Join(c.dir, sub)}
+	n.proc = childproc.Process{
+		Name: n.String(),
+		Log:  filepath.Join(n.dir, log),
+		Command: func() *exec.Cmd {
+			args := append(c.jvmArgs(c.spec.heap), "kafka.Kafka", n.propertiesPath())
+			if n.id < 0 {
+				// The ZooKeeper server from the jar Kafka depends on.
+				args = append(c.jvmArgs("64m"), "-Dzookeeper.admin.enableServer=false",
+					"org.apache.zookeeper.server.ZooKeeperServerMain", n.propertiesPath())
+			}
+			cmd := exec.Command(c.java, args...)
+			cmd.Dir = n.dir
+			return cmd
+		},
+	}
+	return n
+}
 
 // allNodes are the brokers and, under ZooKeeper, the ZooKeeper server.
 func (c *apacheCluster) allNodes() []*apacheNode {
@@ -230,7 +233,7 @@ func (c *apacheCluster) boot(ctx context.Context) error {
 	}
 	c.formatted = time.Since(start)
 	for _, n := range c.nodes {
-		if err := n.start(); err != nil {
+		if err := n.proc.Start(); err != nil {
 			return err
 		}
 	}
@@ -241,24 +244,15 @@ func (c *apacheCluster) boot(ctx context.Context) error {
 	return nil
 }
 
-// pickPorts reserves free loopback ports for every listener of every node,
-// holding them all until all are chosen so that none is chosen twice.
+// pickPorts picks free loopback ports for every listener of every node.
 func (c *apacheCluster) pickPorts() error {
-	var held []net.Listener
-	defer func() {
-		for _, l := range held {
-			_ = l.Close()
-		}
-	}()
-	for _, n := range c.allNodes() {
-		for i := range n.ports {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				return err
-			}
-			held = append(held, l)
-			n.ports[i] = l.Addr().(*net.TCPAddr).Port
-		}
+	nodes := c.allNodes()
+	ports, err := childproc.FreePorts(len(nodes) * len(nodes[0].ports))
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		ports = ports[copy(n.ports[:], ports):]
 	}
 	return nil
 }
@@ -427,73 +421,6 @@ func (n *apacheNode) format(ctx context.Context) error {
 	return nil
 }
 
-// start launches the node's JVM, appending its output to its log file.
-func (n *apacheNode) start() error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.running() {
-		return fmt.Errorf("node %d is running already", n.id)
-	}
-	log, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer log.Close() // the child has its own descriptor
-	fmt.Fprintf(log, "=== kafkatest: starting %s (Apache Kafka %s) at %s ===\n", n, n.c.spec.version, time.Now().Format(time.RFC3339Nano))
-	args := append(n.c.jvmArgs(n.c.spec.heap), "kafka.Kafka", n.propertiesPath())
-	if n.id < 0 {
-		// The ZooKeeper server from the jar Kafka depends on.
-		args = append(n.c.jvmArgs("64m"), "-Dzookeeper.admin.enableServer=false",
-			"org.apache.zookeeper.server.ZooKeeperServerMain", n.propertiesPath())
-	}
-	cmd := exec.Command(n.c.java, args...)
-	cmd.Dir = n.dir
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = childproc.SysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start node %d: %w", n.id, err)
-	}
-	n.cmd, n.waited = cmd, false
-	return nil
-}
-
-// running reports whether the JVM is alive, reaping it when it has
-// exited; n.mu must be held. It polls rather than waiting in a goroutine:
-// the shared broker outlives the tests that check for leaked goroutines.
-func (n *apacheNode) running() bool {
-	if n.cmd == nil || n.waited {
-		return false
-	}
-	if !childproc.Exited(n.cmd.Process) {
-		return true
-	}
-	_ = n.cmd.Wait()
-	n.waited = true
-	return false
-}
-
-// kill sends SIGKILL and waits for the JVM to exit.
-func (n *apacheNode) kill() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if !n.running() {
-		return
-	}
-	_ = n.cmd.Process.Kill() // SIGKILL: no shutdown hook runs
-	_ = n.cmd.Wait()
-	n.waited = true
-}
-
-// pid is the JVM's process id, 0 when it is not running.
-func (n *apacheNode) pid() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if !n.running() {
-		return 0
-	}
-	return n.cmd.Process.Pid
-}
-
 // waitReady returns once every node answers Metadata listing every node,
 // or fails early with the log of a node that exited.
 func (c *apacheCluster) waitReady(ctx context.Context, within time.Duration) error {
@@ -510,31 +437,7 @@ func (c *apacheCluster) waitReady(ctx context.Context, within time.Duration) err
 // waitReady polls the node's PLAINTEXT listener until its Metadata lists
 // want live brokers, itself included.
 func (n *apacheNode) waitReady(ctx context.Context, want int) error {
-	var last error
-	for {
-		n.mu.Lock()
-		started, alive := n.cmd != nil, n.running()
-		n.mu.Unlock()
-		if !started {
-			return fmt.Errorf("node %d is not running", n.id)
-		}
-		if !alive {
-			err := fmt.Errorf("node %d exited during start-up; its log %s ends with:\n%s", n.id, n.logPath, tail(n.logPath, 6<<10))
-			if bytes.Contains(readFile(n.logPath), []byte("Address already in use")) {
-				err = fmt.Errorf("%w: %w", errPortTaken, err)
-			}
-			return err
-		}
-		last = n.probe(ctx, want)
-		if last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("node %d not ready: %w (last: %v); its log %s ends with:\n%s", n.id, ctx.Err(), last, n.logPath, tail(n.logPath, 6<<10))
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return n.proc.WaitReady(ctx, "Address already in use", 100*time.Millisecond, func(ctx context.Context) error { return n.probe(ctx, want) })
 }
 
 // probe asks for the cluster metadata on a transport of its own. It checks
@@ -574,7 +477,8 @@ func (n *apacheNode) probe(ctx context.Context, want int) error {
 // metaClusterID is the cluster.id in the node's meta.properties, "" until
 // the broker has written it.
 func (n *apacheNode) metaClusterID() string {
-	for line := range strings.SplitSeq(string(readFile(filepath.Join(n.dir, "data", "meta.properties"))), "\n") {
+	b, _ := os.ReadFile(filepath.Join(n.dir, "data", "meta.properties"))
+	for line := range strings.SplitSeq(string(b), "\n") {
 		if id, ok := strings.CutPrefix(strings.TrimSpace(line), "cluster.id="); ok {
 			return id
 		}
@@ -593,11 +497,11 @@ func (n *apacheNode) String() string {
 func (c *apacheCluster) killAll() {
 	var wg sync.WaitGroup
 	for _, n := range c.nodes {
-		wg.Go(n.kill)
+		wg.Go(n.proc.Kill)
 	}
 	wg.Wait()
 	if c.zk != nil {
-		c.zk.kill()
+		c.zk.proc.Kill()
 	}
 }
 
@@ -616,24 +520,9 @@ func (c *apacheCluster) close(keep bool) {
 func (c *apacheCluster) logs() string {
 	var paths []string
 	for _, n := range c.allNodes() {
-		paths = append(paths, n.logPath)
+		paths = append(paths, n.proc.Log)
 	}
 	return strings.Join(paths, " ")
-}
-
-// rssBytes is the resident set size of a process (Linux only).
-func rssBytes(pid int) (int64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, errors.New("no VmRSS in /proc/pid/status")
 }
 
 // randomClusterID is a KRaft cluster id: 16 random bytes, base64url, not
@@ -647,34 +536,6 @@ func randomClusterID() string {
 			return id
 		}
 	}
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func readFile(path string) []byte {
-	b, _ := os.ReadFile(path)
-	return b
-}
-
-// tail returns the last max bytes of a file, from a line start.
-func tail(path string, max int64) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", path, err)
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > max {
-		_, _ = f.Seek(st.Size()-max, io.SeekStart)
-	}
-	b, _ := io.ReadAll(f)
-	if i := bytes.IndexByte(b, '\n'); i >= 0 && int64(len(b)) == max {
-		b = b[i+1:]
-	}
-	return string(b)
 }
 
 func redactSecret(b []byte, secret string) string {

@@ -31,6 +31,7 @@ package kafkatest
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -82,30 +83,19 @@ const (
 const defaultHeap = "384m"
 
 // Kind says what a Broker is.
-type Kind int
+type Kind string
 
 const (
 	// KindFake is kfake, in process.
-	KindFake Kind = iota
+	KindFake Kind = "kfake"
 	// KindApache is Apache Kafka started by this package.
-	KindApache
+	KindApache Kind = "apache"
 	// KindExternal is a cluster named by KAFKA_BROKERS.
-	KindExternal
+	KindExternal Kind = "external"
 )
 
-func (k Kind) String() string {
-	switch k {
-	case KindFake:
-		return "kfake"
-	case KindApache:
-		return "apache"
-	case KindExternal:
-		return "external"
-	}
-	return "Kind(" + strconv.Itoa(int(k)) + ")"
-}
-
-// Selected returns the kind of broker Start gives, from the environment.
+// Selected is the kind of broker Start gives, from the environment:
+// KAFKA_BROKERS, then KAFKATEST.
 func Selected() (Kind, error) {
 	if os.Getenv(EnvBrokers) != "" {
 		return KindExternal, nil
@@ -116,7 +106,7 @@ func Selected() (Kind, error) {
 	case "apache":
 		return KindApache, nil
 	default:
-		return 0, fmt.Errorf("%s=%q: want kfake or apache", EnvMode, m)
+		return "", fmt.Errorf("%s=%q: want kfake or apache", EnvMode, m)
 	}
 }
 
@@ -255,7 +245,7 @@ func startFake(t testing.TB, o options) *Broker {
 		clientTLS, caPEM = certs.clientConfig(), certs.caPEM
 	}
 	if o.scram {
-		password = randomHex(12)
+		password = rand.Text()
 		extra = append(extra, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", scramUser, password))
 	}
 	b := StartFake(t, extra...)
@@ -314,7 +304,7 @@ func apacheBroker(t testing.TB, c *apacheCluster, opts []Option, owned bool) *Br
 	b.owned = owned
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("kafkatest: Apache Kafka %s logs (kept): %s; node 0 ends with:\n%s", c.spec.version, c.logs(), tail(c.nodes[0].logPath, 4<<10))
+			t.Logf("kafkatest: Apache Kafka %s logs (kept): %s; node 0 ends with:\n%s", c.spec.version, c.logs(), c.nodes[0].proc.LogTail(4<<10))
 		}
 	})
 	return b

@@ -299,7 +299,7 @@ func TestSelected(t *testing.T) {
 		{"kfake", "", kafkatest.KindFake, false},
 		{"apache", "", kafkatest.KindApache, false},
 		{"apache", "127.0.0.1:9092", kafkatest.KindExternal, false},
-		{"zookeeper", "", 0, true},
+		{"zookeeper", "", "", true},
 	} {
 		t.Setenv(kafkatest.EnvMode, tc.mode)
 		t.Setenv(kafkatest.EnvBrokers, tc.brokers)

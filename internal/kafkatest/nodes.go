@@ -45,7 +45,7 @@ func (b *Broker) Kill(i int) error {
 	if err != nil {
 		return err
 	}
-	n.kill()
+	n.proc.Kill()
 	return nil
 }
 
@@ -60,12 +60,12 @@ func (b *Broker) Restart(ctx context.Context, i int) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	for {
-		if err := n.start(); err != nil {
+		if err := n.proc.Start(); err != nil {
 			return err
 		}
 		live := 0
 		for _, o := range b.apache.nodes {
-			if o.pid() != 0 {
+			if o.proc.Running() {
 				live++
 			}
 		}
@@ -73,7 +73,7 @@ func (b *Broker) Restart(ctx context.Context, i int) error {
 		// Under ZooKeeper, a broker restarted within the session timeout
 		// of the one killed finds its old registration and exits: start it
 		// again once that has expired.
-		if err == nil || b.apache.zk == nil || n.pid() != 0 || !strings.Contains(tail(n.logPath, 16<<10), "NodeExists") {
+		if err == nil || b.apache.zk == nil || n.proc.Running() || !strings.Contains(n.proc.LogTail(16<<10), "NodeExists") {
 			return err
 		}
 		select {
@@ -87,7 +87,7 @@ func (b *Broker) Restart(ctx context.Context, i int) error {
 // Running reports whether node i's process is alive (false after Kill).
 func (b *Broker) Running(i int) bool {
 	n, err := b.node(i)
-	return err == nil && n.pid() != 0
+	return err == nil && n.proc.Running()
 }
 
 // Leader returns the node id of the leader of a partition, as the first
@@ -187,11 +187,7 @@ func (b *Broker) NodeRSS(i int) (int64, error) {
 	if b.apache == nil || i < 0 || i >= len(b.apache.nodes) {
 		return 0, fmt.Errorf("kafkatest: NodeRSS(%d): not an Apache Kafka node", i)
 	}
-	pid := b.apache.nodes[i].pid()
-	if pid == 0 {
-		return 0, fmt.Errorf("kafkatest: node %d is not running", i)
-	}
-	return rssBytes(pid)
+	return b.apache.nodes[i].proc.RSS()
 }
 
 // ZooKeeperRSS is the resident memory of a ZooKeeper cluster's ZooKeeper
@@ -200,11 +196,7 @@ func (b *Broker) ZooKeeperRSS() (int64, error) {
 	if !b.ZooKeeper() {
 		return 0, fmt.Errorf("kafkatest: ZooKeeperRSS: %s has no ZooKeeper server", b)
 	}
-	pid := b.apache.zk.pid()
-	if pid == 0 {
-		return 0, errors.New("kafkatest: the ZooKeeper server is not running")
-	}
-	return rssBytes(pid)
+	return b.apache.zk.proc.RSS()
 }
 
 // StartupTime is how long the cluster took from formatting its storage to
@@ -267,7 +259,7 @@ func (b *Broker) liveAddrs() []string {
 	}
 	var out []string
 	for _, n := range b.apache.nodes {
-		if n.pid() != 0 {
+		if n.proc.Running() {
 			out = append(out, n.addr(b.sec))
 		}
 	}

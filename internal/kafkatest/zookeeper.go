@@ -1,7 +1,6 @@
 package kafkatest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -28,14 +27,14 @@ func (n *apacheNode) zkAddr() string { return "127.0.0.1:" + strconv.Itoa(n.port
 // once both are done and every broker answers Metadata listing all.
 func (c *apacheCluster) bootZooKeeper(ctx context.Context) error {
 	start := time.Now()
-	if err := c.zk.start(); err != nil {
+	if err := c.zk.proc.Start(); err != nil {
 		return err
 	}
 	if err := c.zk.waitListening(ctx, time.Minute); err != nil {
 		return err
 	}
 	for _, n := range c.nodes {
-		if err := n.start(); err != nil {
+		if err := n.proc.Start(); err != nil {
 			return err
 		}
 	}
@@ -57,28 +56,13 @@ func (c *apacheCluster) bootZooKeeper(ctx context.Context) error {
 func (n *apacheNode) waitListening(ctx context.Context, within time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
-	for {
-		n.mu.Lock()
-		alive := n.running()
-		n.mu.Unlock()
-		if !alive {
-			err := fmt.Errorf("%s exited during start-up; its log %s ends with:\n%s", n, n.logPath, tail(n.logPath, 6<<10))
-			if bytes.Contains(readFile(n.logPath), []byte("Address already in use")) {
-				err = fmt.Errorf("%w: %w", errPortTaken, err)
-			}
-			return err
-		}
+	return n.proc.WaitReady(ctx, "Address already in use", 50*time.Millisecond, func(ctx context.Context) error {
 		conn, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", n.zkAddr())
 		if err == nil {
 			_ = conn.Close()
-			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s not listening on %s: %w; its log %s ends with:\n%s", n, n.zkAddr(), ctx.Err(), n.logPath, tail(n.logPath, 6<<10))
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		return err
+	})
 }
 
 // addSCRAMUser stores the SCRAM-SHA-512 credentials of scramUser in

@@ -23,7 +23,7 @@ import (
 // one, or OpenSearch 2 when that is Elasticsearch 6 (whose clusters the
 // harness does not start).
 func searchVersion(t *testing.T) searchtest.Version {
-	v, err := searchtest.Selected()
+	v, err := searchtest.SelectedVersion()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,9 +116,13 @@ func TestElasticsearchRestartLosesNothing(t *testing.T) {
 	defer stop()
 	waitFor(t, 3*time.Minute, "a third persisted", func() bool { return p.Stats().Persisted >= int64(n/3) })
 	atKill := p.Stats().Persisted
-	c.Kill(0)
+	if err := c.Kill(0); err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(3 * time.Second)
-	c.Restart(0)
+	if err := c.Restart(t.Context(), 0); err != nil {
+		t.Fatal(err)
+	}
 	fw.target.Store(strings.TrimPrefix(c.URL(0), "http://"))
 	esCheck(t, es, p, run, n)
 	if p.Stats().Retries == 0 {
@@ -162,7 +166,9 @@ func TestClusterNodeLossLosesNothing(t *testing.T) {
 	c.WaitForStatus(manager, "green", 2*time.Minute)
 	Produce(t, b.Addr(), topic, records[n/3:])
 	atKill := p.Stats().Persisted
-	c.Kill(victim)
+	if err := c.Kill(victim); err != nil {
+		t.Fatal(err)
+	}
 	esCheck(t, es, p, run, n)
 	t.Logf("killed node %d (manager: %d) at %d persisted of %d", victim, manager, atKill, n)
 }

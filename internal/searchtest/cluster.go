@@ -38,7 +38,7 @@ func StartCluster(t testing.TB, nodes int, opts ...Option) *Cluster {
 	v := o.version
 	if v == "" {
 		var err error
-		if v, err = Selected(); err != nil {
+		if v, err = SelectedVersion(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -54,11 +54,7 @@ func StartCluster(t testing.TB, nodes int, opts ...Option) *Cluster {
 			fmt.Fprintf(os.Stderr, "searchtest: %s failed; the cluster's logs are kept: %s\n", t.Name(), c.logs())
 		}
 	})
-	var cpu time.Duration
-	for _, n := range c.nodes {
-		cpu += cpuTime(n.pid())
-	}
-	t.Logf("searchtest: %d-node %s cluster ready in %v (JVM CPU %v) at %v", nodes, v, c.startup.Round(time.Millisecond), cpu.Round(10*time.Millisecond), (&Cluster{c: c}).URLs())
+	t.Logf("searchtest: %d-node %s cluster ready in %v (JVM CPU %v) at %v", nodes, v, c.startup.Round(time.Millisecond), c.cpuTime().Round(10*time.Millisecond), (&Cluster{c: c}).URLs())
 	return &Cluster{t: t, c: c}
 }
 
@@ -83,33 +79,48 @@ func (c *Cluster) URLs() []string {
 // Node is node i as a Server (for Do, PID, RSS, Logs).
 func (c *Cluster) Node(i int) *Server { return nodeServer(c.c.nodes[i]) }
 
-// Running reports whether node i's JVM is alive.
-func (c *Cluster) Running(i int) bool { return c.c.nodes[i].pid() != 0 }
-
-// Kill kills node i with SIGKILL (no shutdown of any kind) and waits for
-// it to exit. Its data stays.
-func (c *Cluster) Kill(i int) {
-	c.t.Helper()
-	c.c.nodes[i].kill()
-	c.t.Logf("searchtest: killed node %d", i)
+func (c *Cluster) node(i int) (*node, error) {
+	if i < 0 || i >= len(c.c.nodes) {
+		return nil, fmt.Errorf("searchtest: node %d: the cluster has nodes 0 to %d", i, len(c.c.nodes)-1)
+	}
+	return c.c.nodes[i], nil
 }
 
-// Restart starts node i again, on its ports and data, and waits until
-// every node sees all of them again (health yellow or better); it fails
-// the test otherwise. The node must have been killed.
-func (c *Cluster) Restart(i int) {
-	c.t.Helper()
-	n := c.c.nodes[i]
+// Running reports whether node i's JVM is alive (false after Kill).
+func (c *Cluster) Running(i int) bool {
+	n, err := c.node(i)
+	return err == nil && n.proc.Running()
+}
+
+// Kill kills node i with SIGKILL (no shutdown of any kind) and waits for
+// it to exit. Its data and ports stay for Restart.
+func (c *Cluster) Kill(i int) error {
+	n, err := c.node(i)
+	if err != nil {
+		return err
+	}
+	n.proc.Kill()
+	c.t.Logf("searchtest: killed node %d", i)
+	return nil
+}
+
+// Restart starts node i again after Kill, on its ports and data, and
+// returns once every node sees all of them again (health yellow or
+// better).
+func (c *Cluster) Restart(ctx context.Context, i int) error {
+	n, err := c.node(i)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	if err := n.start(); err != nil {
-		c.t.Fatalf("searchtest: restart node %d: %v", i, err)
+		return fmt.Errorf("searchtest: restart node %d: %w", i, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	if err := c.c.waitReady(ctx, 5*time.Minute); err != nil {
-		c.t.Fatalf("searchtest: restart node %d: %v", i, err)
+		return fmt.Errorf("searchtest: restart node %d: %w", i, err)
 	}
 	c.t.Logf("searchtest: node %d back in %v", i, time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 // ClusterManager is the index of the elected manager (master) node, as
@@ -117,7 +128,7 @@ func (c *Cluster) Restart(i int) {
 // none answers.
 func (c *Cluster) ClusterManager() int {
 	for _, n := range c.c.nodes {
-		if n.pid() == 0 {
+		if !n.proc.Running() {
 			continue
 		}
 		s := nodeServer(n)

@@ -23,8 +23,12 @@ func ExampleStartCluster() {
 	var t testing.TB // the test's
 	c := searchtest.StartCluster(t, 2)
 	victim := 1 - c.ClusterManager() // the cluster keeps a manager
-	c.Kill(victim)
+	if err := c.Kill(victim); err != nil {
+		t.Fatal(err)
+	}
 	// … writes through c.URL(1 - victim) …
-	c.Restart(victim)
+	if err := c.Restart(t.Context(), victim); err != nil {
+		t.Fatal(err)
+	}
 	c.WaitForStatus(victim, "green", time.Minute)
 }

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -49,17 +47,13 @@ type node struct {
 	c             *cluster
 	id            int
 	dir           string
-	logPath       string // the JVM's standard output and error
-	httpPort      int    // 0: the server picks one (single node)
-	transportPort int    // 0: likewise
+	httpPort      int // 0: the server picks one (single node)
+	transportPort int // 0: likewise
+	proc          childproc.Process
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd // nil when never started
-	waited bool      // cmd has exited and was reaped
-	addr   string    // host:port of HTTP, known once started
+	mu   sync.Mutex
+	addr string // host:port of HTTP, known once started
 }
-
-var errPortTaken = errors.New("a port was taken by another process")
 
 // startCluster resolves the distribution and starts spec.nodes JVMs; it
 // returns once every node answers and sees all the others.
@@ -88,7 +82,7 @@ func startCluster(ctx context.Context, sp spec) (c *cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c = &cluster{spec: sp, home: h, java: java, dir: dir, name: "searchtest-" + randomHex(6)}
+	c = &cluster{spec: sp, home: h, java: java, dir: dir, name: "searchtest-" + strings.ToLower(rand.Text())}
 	defer func() {
 		if err != nil {
 			c.close(true)
@@ -97,7 +91,15 @@ func startCluster(ctx context.Context, sp spec) (c *cluster, err error) {
 	}()
 	for i := range sp.nodes {
 		n := &node{c: c, id: i, dir: filepath.Join(dir, "node-"+strconv.Itoa(i))}
-		n.logPath = filepath.Join(n.dir, "server.log")
+		n.proc = childproc.Process{
+			Name: fmt.Sprintf("node %d (%s)", i, sp.version),
+			Log:  filepath.Join(n.dir, "server.log"),
+			Command: func() *exec.Cmd {
+				cmd := exec.Command(c.java, n.jvmArgs()...)
+				cmd.Dir = n.dir
+				return cmd
+			},
+		}
 		for _, sub := range []string{"config", "data", "logs", "tmp"} {
 			if err = os.MkdirAll(filepath.Join(n.dir, sub), 0o755); err != nil {
 				return nil, err
@@ -108,19 +110,13 @@ func startCluster(ctx context.Context, sp spec) (c *cluster, err error) {
 		}
 		c.nodes = append(c.nodes, n)
 	}
-	// Fixed ports are picked free and then handed to the JVMs, so another
-	// process may take one in between: start again on fresh ports when a
-	// node cannot bind.
-	for attempt := 1; ; attempt++ {
-		err = c.boot(ctx)
-		if err == nil || attempt == 3 || !errors.Is(err, errPortTaken) || ctx.Err() != nil {
-			return c, err
-		}
+	err = childproc.RetryPortTaken(ctx, func() error { return c.boot(ctx) }, func() {
 		c.killAll()
 		for _, n := range c.nodes {
 			_ = os.RemoveAll(filepath.Join(n.dir, "data"))
 		}
-	}
+	})
+	return c, err
 }
 
 // boot picks ports, writes every node's configuration and starts them.
@@ -151,31 +147,16 @@ func (c *cluster) boot(ctx context.Context) error {
 // and the transport port of Elasticsearch 6 (which does not write it to
 // its ports file and needs one anyway).
 func (c *cluster) pickPorts() error {
-	var held []net.Listener
-	defer func() {
-		for _, l := range held {
-			_ = l.Close()
-		}
-	}()
-	pick := func() (int, error) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		held = append(held, l)
-		return l.Addr().(*net.TCPAddr).Port, nil
+	ports, err := childproc.FreePorts(2 * len(c.nodes))
+	if err != nil {
+		return err
 	}
-	var err error
-	for _, n := range c.nodes {
+	for i, n := range c.nodes {
 		if len(c.nodes) > 1 {
-			if n.httpPort, err = pick(); err != nil {
-				return err
-			}
+			n.httpPort = ports[2*i]
 		}
 		if len(c.nodes) > 1 || c.spec.version.Major() < 7 {
-			if n.transportPort, err = pick(); err != nil {
-				return err
-			}
+			n.transportPort = ports[2*i+1]
 		}
 	}
 	return nil
@@ -312,75 +293,23 @@ func (n *node) jvmArgs() []string {
 	return args
 }
 
-// start launches the node's JVM, appending its output to its log file.
+// start launches the node's JVM.
 func (n *node) start() error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.running() {
-		return fmt.Errorf("node %d is running already", n.id)
+	if n.proc.Running() {
+		return fmt.Errorf("%s is running already", n.proc.Name)
 	}
+	n.mu.Lock()
 	// A killed node leaves its ports file behind.
 	_ = os.Remove(n.portsPath())
 	n.addr = ""
 	if n.httpPort != 0 {
 		n.addr = "127.0.0.1:" + strconv.Itoa(n.httpPort)
 	}
-	log, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer log.Close() // the child has its own descriptor
-	fmt.Fprintf(log, "=== searchtest: starting node %d (%s) at %s ===\n", n.id, n.c.spec.version, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(n.c.java, n.jvmArgs()...)
-	cmd.Dir = n.dir
-	cmd.Stdin = nil
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = childproc.SysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start node %d: %w", n.id, err)
-	}
-	n.cmd, n.waited = cmd, false
-	return nil
+	n.mu.Unlock()
+	return n.proc.Start()
 }
 
 func (n *node) portsPath() string { return filepath.Join(n.dir, "logs", "http.ports") }
-
-// running reports whether the JVM is alive, reaping it when it has
-// exited; n.mu must be held. It polls rather than waiting in a goroutine:
-// the shared server outlives the tests that check for leaked goroutines.
-func (n *node) running() bool {
-	if n.cmd == nil || n.waited {
-		return false
-	}
-	if !childproc.Exited(n.cmd.Process) {
-		return true
-	}
-	_ = n.cmd.Wait()
-	n.waited = true
-	return false
-}
-
-// kill sends SIGKILL and waits for the JVM to exit.
-func (n *node) kill() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if !n.running() {
-		return
-	}
-	_ = n.cmd.Process.Kill() // SIGKILL: no shutdown hook runs
-	_ = n.cmd.Wait()
-	n.waited = true
-}
-
-// pid is the JVM's process id, 0 when it is not running.
-func (n *node) pid() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if !n.running() {
-		return 0
-	}
-	return n.cmd.Process.Pid
-}
 
 // httpAddr is host:port of the node's HTTP, "" before the server wrote its
 // ports file.
@@ -414,30 +343,7 @@ func (c *cluster) waitReady(ctx context.Context, within time.Duration) error {
 // waitReady polls the node's cluster health until it names our cluster
 // with want nodes, or fails early with the log of a node that exited.
 func (n *node) waitReady(ctx context.Context, want int) error {
-	var last error
-	for {
-		n.mu.Lock()
-		started, alive := n.cmd != nil, n.running()
-		n.mu.Unlock()
-		if !started {
-			return fmt.Errorf("node %d is not running", n.id)
-		}
-		if !alive {
-			err := fmt.Errorf("node %d exited during start-up; its log %s ends with:\n%s", n.id, n.logPath, tail(n.logPath, 6<<10))
-			if bytes.Contains(readFile(n.logPath), []byte("BindException")) {
-				err = fmt.Errorf("%w: %w", errPortTaken, err)
-			}
-			return err
-		}
-		if last = n.probe(ctx, want); last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("node %d not ready: %w (last: %v); its log %s ends with:\n%s", n.id, ctx.Err(), last, n.logPath, tail(n.logPath, 6<<10))
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return n.proc.WaitReady(ctx, "BindException", 100*time.Millisecond, func(ctx context.Context) error { return n.probe(ctx, want) })
 }
 
 // probe asks the node for the cluster's health. It checks the cluster
@@ -486,7 +392,7 @@ var probeClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: tru
 func (c *cluster) killAll() {
 	var wg sync.WaitGroup
 	for _, n := range c.nodes {
-		wg.Go(n.kill)
+		wg.Go(n.proc.Kill)
 	}
 	wg.Wait()
 }
@@ -502,11 +408,23 @@ func (c *cluster) close(keep bool) {
 	})
 }
 
+// cpuTime is the CPU time the nodes' JVMs have used, 0 where unknown:
+// start-up measured in CPU is less noisy than in wall time on a shared
+// machine.
+func (c *cluster) cpuTime() time.Duration {
+	var sum time.Duration
+	for _, n := range c.nodes {
+		d, _ := n.proc.CPUTime()
+		sum += d
+	}
+	return sum
+}
+
 // logs names the nodes' log files.
 func (c *cluster) logs() string {
 	paths := make([]string, len(c.nodes))
 	for i, n := range c.nodes {
-		paths[i] = n.logPath
+		paths[i] = n.proc.Log
 	}
 	return strings.Join(paths, " ")
 }
@@ -528,68 +446,3 @@ func javaPath() (string, error) {
 }
 
 var errNoJava = errors.New("searchtest: java is not installed (need Java 17 or newer on PATH, or " + EnvJavaHome + "; or set " + EnvURL + " to an existing server)")
-
-// rssBytes is the resident set size of a process (Linux only).
-func rssBytes(pid int) (int64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, errors.New("no VmRSS in /proc/pid/status")
-}
-
-// cpuTime is the CPU time a process has used (Linux only), 0 when
-// unknown: start-up measured in CPU is less noisy than in wall time on a
-// shared machine.
-func cpuTime(pid int) time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	// The fields after the command name, which is in parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func readFile(path string) []byte {
-	b, _ := os.ReadFile(path)
-	return b
-}
-
-// tail returns the last max bytes of a file, from a line start.
-func tail(path string, max int64) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", path, err)
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > max {
-		_, _ = f.Seek(st.Size()-max, io.SeekStart)
-	}
-	b, _ := io.ReadAll(f)
-	if i := bytes.IndexByte(b, '\n'); i >= 0 && int64(len(b)) == max {
-		b = b[i+1:]
-	}
-	return string(b)
-}

@@ -1,6 +1,7 @@
 package searchtest
 
 import (
+	"crypto/rand"
 	"crypto/subtle"
 	"encoding/pem"
 	"io"
@@ -32,7 +33,7 @@ func newProxy(t testing.TB, backend *Server, useTLS, auth bool) *Server {
 	rp.ErrorLog = log.New(io.Discard, "", 0)
 	s := &Server{version: backend.version, external: backend.external, backend: backend}
 	if auth {
-		s.user, s.password = proxyUser, randomHex(12)
+		s.user, s.password = proxyUser, rand.Text()
 	}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if auth {

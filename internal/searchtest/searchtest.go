@@ -2,6 +2,7 @@ package searchtest
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -17,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-whisk/activationstore/internal/childproc"
 )
 
 // Version names a server release: "opensearch-2.19.6",
@@ -82,9 +85,36 @@ func (v Version) check() error {
 	return nil
 }
 
-// Selected is the version Start runs: SEARCHTEST_VERSION, or
-// DefaultVersion.
-func Selected() (Version, error) {
+// Kind says what serves the tests: a server of a distribution that this
+// package starts, or ELASTICSEARCH_URL's.
+type Kind string
+
+const (
+	// OpenSearch is an OpenSearch server started by this package.
+	OpenSearch Kind = "opensearch"
+	// Elasticsearch is an Elasticsearch server started by this package.
+	Elasticsearch Kind = "elasticsearch"
+	// External is the server ELASTICSEARCH_URL names.
+	External Kind = "external"
+)
+
+// Selected is the kind of server Start gives, from the environment:
+// External when ELASTICSEARCH_URL is set, else the distribution of
+// SelectedVersion.
+func Selected() (Kind, error) {
+	if os.Getenv(EnvURL) != "" {
+		return External, nil
+	}
+	v, err := SelectedVersion()
+	if err != nil {
+		return "", err
+	}
+	return Kind(v.Distribution()), nil
+}
+
+// SelectedVersion is the version Start runs when ELASTICSEARCH_URL is
+// unset: SEARCHTEST_VERSION, or DefaultVersion.
+func SelectedVersion() (Version, error) {
 	v := DefaultVersion
 	if s := os.Getenv(EnvVersion); s != "" {
 		v = Version(s)
@@ -107,7 +137,7 @@ type options struct {
 	tls, auth bool
 }
 
-// WithVersion runs version instead of Selected(). Under ELASTICSEARCH_URL,
+// WithVersion runs version instead of SelectedVersion(). Under ELASTICSEARCH_URL,
 // Start gives the external server whatever its version (Server.Version
 // says which).
 func WithVersion(v Version) Option { return func(o *options) { o.version = v } }
@@ -158,7 +188,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	} else {
 		v := o.version
 		if v == "" {
-			if v, err = Selected(); err != nil {
+			if v, err = SelectedVersion(); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -204,7 +234,7 @@ func (s *Server) HTTPClient() *http.Client { return s.client }
 func (s *Server) PID() int {
 	switch {
 	case s.node != nil:
-		return s.node.pid()
+		return s.node.proc.Pid()
 	case s.backend != nil:
 		return s.backend.PID()
 	}
@@ -218,7 +248,7 @@ func (s *Server) RSS() int64 {
 	if pid == 0 {
 		return 0
 	}
-	n, _ := rssBytes(pid)
+	n, _ := childproc.RSS(pid)
 	return n
 }
 
@@ -226,7 +256,7 @@ func (s *Server) RSS() int64 {
 func (s *Server) Logs() string {
 	switch {
 	case s.node != nil:
-		return s.node.logPath
+		return s.node.proc.Log
 	case s.backend != nil:
 		return s.backend.Logs()
 	}
@@ -328,7 +358,7 @@ func IndexPrefix(t testing.TB) string {
 	prefixSeq.n++
 	n := prefixSeq.n
 	prefixSeq.Unlock()
-	return fmt.Sprintf("st-%s-%s%d-", name, randomHex(3), n)
+	return fmt.Sprintf("st-%s-%s%d-", name, strings.ToLower(rand.Text()[:5]), n)
 }
 
 // sharedExternal is ELASTICSEARCH_URL's server, its version read once.

@@ -68,7 +68,7 @@ func TestSharedServer(t *testing.T) {
 	s := Start(t)
 	t.Logf("server: %s, RSS %d MiB", s, s.RSS()>>20)
 	if !s.External() {
-		want, err := Selected()
+		want, err := SelectedVersion()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,7 +169,26 @@ func TestNoMaven(t *testing.T) {
 	}
 }
 
+func TestSelected(t *testing.T) {
+	for _, tc := range []struct {
+		url, version string
+		want         Kind
+	}{
+		{"", "", OpenSearch},
+		{"", string(Elasticsearch7), Elasticsearch},
+		{"http://127.0.0.1:1", "", External},
+		{"http://127.0.0.1:1", "opensearch-latest", External}, // the version does not apply
+	} {
+		t.Setenv(EnvURL, tc.url)
+		t.Setenv(EnvVersion, tc.version)
+		if got, err := Selected(); err != nil || got != tc.want {
+			t.Errorf("%s=%q %s=%q: Selected() = %q, %v; want %q", EnvURL, tc.url, EnvVersion, tc.version, got, err, tc.want)
+		}
+	}
+}
+
 func TestBadVersion(t *testing.T) {
+	t.Setenv(EnvURL, "")
 	t.Setenv(EnvVersion, "opensearch-latest")
 	if _, err := Selected(); err == nil || !strings.Contains(err.Error(), "opensearch-X.Y.Z") {
 		t.Fatalf("Selected with a bad version: %v", err)
@@ -222,7 +241,7 @@ func TestInstalledModule(t *testing.T) {
 // dedicated node stopped at the end of its subtest), indexes, searches and
 // deletes by query. -short runs the selected one only.
 func TestPinnedVersions(t *testing.T) {
-	selected, err := Selected()
+	selected, err := SelectedVersion()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +302,7 @@ func TestClusterKillRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: no cluster")
 	}
-	v, err := Selected()
+	v, err := SelectedVersion()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +323,9 @@ func TestClusterKillRestart(t *testing.T) {
 	}
 	victim := 1 - m
 	survivor := c.Node(m)
-	c.Kill(victim)
+	if err := c.Kill(victim); err != nil {
+		t.Fatal(err)
+	}
 	if c.Running(victim) {
 		t.Fatalf("node %d still running after Kill", victim)
 	}
@@ -314,7 +335,9 @@ func TestClusterKillRestart(t *testing.T) {
 		t.Fatalf("count on the survivor = %d, want 200", n)
 	}
 
-	c.Restart(victim)
+	if err := c.Restart(t.Context(), victim); err != nil {
+		t.Fatal(err)
+	}
 	if c.URL(victim) != urls[victim] {
 		t.Fatalf("node %d came back at %s, was %s", victim, c.URL(victim), urls[victim])
 	}

@@ -53,7 +53,7 @@ func sharedServer(v Version) (*Server, error) {
 		}
 		e.s = nodeServer(e.c.nodes[0])
 		fmt.Fprintf(os.Stderr, "searchtest: shared %s ready in %v (JVM CPU %v) at %s (RSS %d MiB; log: %s)\n",
-			v, e.c.startup.Round(time.Millisecond), cpuTime(e.s.PID()).Round(10*time.Millisecond), e.s.url, e.s.RSS()>>20, e.c.logs())
+			v, e.c.startup.Round(time.Millisecond), e.c.cpuTime().Round(10*time.Millisecond), e.s.url, e.s.RSS()>>20, e.c.logs())
 	})
 	return e.s, e.err
 }
