@@ -44,6 +44,9 @@ func TestClusterNodeChaosLosesNothing(t *testing.T) {
 		// The backlog kept while the outages go on: more than the
 		// persisters drain in the seconds a node is down.
 		reserve = testvolume.Pick(2_000, 3_000, 10_000)
+		// Under -short the first outage only: a SIGKILL of the node the
+		// persisters write to.
+		allOutages = testvolume.Current() != testvolume.Short
 	)
 	ctx, cancelAll := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancelAll()
@@ -264,13 +267,15 @@ func TestClusterNodeChaosLosesNothing(t *testing.T) {
 	if second == first {
 		t.Errorf("persister a still writes to node %d, which was killed", first)
 	}
-	down("stop (SIGTERM) the node the persisters write to now", second, false)
-	waitSettled("records persisted after the second outage", settled()+int64(between))
-	other := 0
-	for other == current() || other == second {
-		other++
+	if allOutages {
+		down("stop (SIGTERM) the node the persisters write to now", second, false)
+		waitSettled("records persisted after the second outage", settled()+int64(between))
+		other := 0
+		for other == current() || other == second {
+			other++
+		}
+		down("kill another node", other, true)
 	}
-	down("kill another node", other, true)
 	n := int(produced.Load()) // no more records from here on
 
 	waitFor(t, 10*time.Minute, "the group to commit to the end", func() bool {
@@ -297,7 +302,7 @@ func TestClusterNodeChaosLosesNothing(t *testing.T) {
 			t.Errorf("outage %d (%s) came after the drain: nothing was tested", i, o.what)
 		}
 	}
-	if want := upFront + 2*between; n < want {
+	if want := upFront + between; n < want {
 		t.Errorf("%d records produced, want at least %d", n, want)
 	}
 	if moves == 0 {
