@@ -22,15 +22,8 @@ const ExactAnnotationsField = "annotationsArray"
 // a.Namespace + "/" + a.Name (spray-json's getAs[String] fails, and falls
 // through, on any value that is not a string).
 func ElasticsearchPath(a *store.Activation) string {
-	var path, binding []byte
-	for _, an := range a.Annotations {
-		switch an.Key {
-		case "path":
-			path = an.Value
-		case "binding":
-			binding = an.Value
-		}
-	}
+	path, _ := a.Annotation("path")
+	binding, _ := a.Annotation("binding")
 	if b, ok := jsonString(binding); ok {
 		return b + "/" + a.Name
 	}

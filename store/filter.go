@@ -67,15 +67,8 @@ func (v FilterView) PathFilter(a *Activation) string {
 		}
 		return a.Name
 	}
-	var path, binding json.RawMessage
-	for _, an := range a.Annotations {
-		switch an.Key {
-		case "path":
-			path = an.Value
-		case "binding":
-			binding = an.Value
-		}
-	}
+	path, _ := a.Annotation("path")
+	binding, _ := a.Annotation("binding")
 	if truthy(binding) {
 		b, ok := jsString(binding)
 		if !ok {

@@ -39,6 +39,8 @@
 package couchtest
 
 import (
+	"github.com/go-whisk/activationstore/internal/childproc"
+
 	"context"
 	"errors"
 	"fmt"
@@ -73,7 +75,7 @@ type sharedServer struct {
 	urls []string
 	err  error
 
-	failed []string // tests that failed while using it: keep its files
+	failed childproc.FailedTests // keep its files when one failed
 }
 
 var (
@@ -185,15 +187,7 @@ func (sh *sharedServer) get(start func(context.Context) (*Server, Kind, []string
 }
 
 // watch remembers t if it fails, so that Stop keeps the server's files.
-func (sh *sharedServer) watch(t testing.TB) {
-	t.Cleanup(func() {
-		if t.Failed() {
-			sh.mu.Lock()
-			sh.failed = append(sh.failed, t.Name())
-			sh.mu.Unlock()
-		}
-	})
-}
+func (sh *sharedServer) watch(t testing.TB) { sh.failed.Watch(t) }
 
 func envURLs() []string {
 	var out []string
@@ -269,11 +263,7 @@ func sharedURLs() []string {
 
 // Main runs the tests and stops the shared servers, if any were started,
 // before the test binary exits. Call it from TestMain.
-func Main(m *testing.M) {
-	code := m.Run()
-	Stop()
-	os.Exit(code)
-}
+func Main(m *testing.M) { childproc.RunThenStop(m, Stop) }
 
 // Stop stops the shared servers, if any were started, and removes their
 // files unless a test using them failed (then their path is printed). A
@@ -284,7 +274,7 @@ func Stop() {
 	for _, sh := range []*sharedServer{&shared, &sharedCluster} {
 		sh.once.Do(func() {}) // no start after this
 		sh.mu.Lock()
-		s, failed := sh.srv, sh.failed
+		s, failed := sh.srv, sh.failed.Names()
 		sh.srv, sh.urls, sh.err = nil, nil, errStopped
 		sh.mu.Unlock()
 		if s == nil {

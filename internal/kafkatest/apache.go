@@ -424,14 +424,9 @@ func (n *apacheNode) format(ctx context.Context) error {
 // waitReady returns once every node answers Metadata listing every node,
 // or fails early with the log of a node that exited.
 func (c *apacheCluster) waitReady(ctx context.Context, within time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, within)
-	defer cancel()
-	for _, n := range c.nodes {
-		if err := n.waitReady(ctx, len(c.nodes)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return childproc.WaitAll(ctx, within, len(c.nodes), func(ctx context.Context, i int) error {
+		return c.nodes[i].waitReady(ctx, len(c.nodes))
+	})
 }
 
 // waitReady polls the node's PLAINTEXT listener until its Metadata lists

@@ -527,10 +527,17 @@ func (b *Broker) awaitTopic(ctx context.Context, topic string, partitions int) e
 	return nil
 }
 
-// partitionsAt asks the broker at addr, on a connection of its own, for
-// the partitions of topic. It asks for every topic: naming one would let a
-// broker with auto.create.topics.enable create it.
+// partitionsAt is PartitionsAt for one topic.
 func (b *Broker) partitionsAt(ctx context.Context, addr, topic string) ([]kafka.Partition, error) {
+	return b.PartitionsAt(ctx, addr, topic)
+}
+
+// PartitionsAt asks the broker at addr, on a connection of its own and
+// within 5 s, for the partitions of topics as that broker sees them (a
+// broker that lost touch with the controller reports stale leaders). It
+// asks for every topic: naming one would let a broker with
+// auto.create.topics.enable create it.
+func (b *Broker) PartitionsAt(ctx context.Context, addr string, topics ...string) ([]kafka.Partition, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	conn, err := b.Dialer().DialContext(ctx, "tcp", addr)
@@ -547,7 +554,7 @@ func (b *Broker) partitionsAt(ctx context.Context, addr, topic string) ([]kafka.
 	}
 	var out []kafka.Partition
 	for _, p := range all {
-		if p.Topic == topic {
+		if slices.Contains(topics, p.Topic) {
 			out = append(out, p)
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-whisk/activationstore/internal/childproc"
 )
 
 // shared is the test binary's Apache Kafka broker under KAFKATEST=apache:
@@ -18,7 +20,7 @@ var shared struct {
 	err     error
 
 	mu     sync.Mutex
-	failed []string // tests that failed while using it: keep its logs
+	failed childproc.FailedTests // keep its logs when one failed
 }
 
 var errStopped = errors.New("kafkatest: the shared broker was stopped (Stop or Main ran)")
@@ -41,15 +43,7 @@ func sharedApache() (*apacheCluster, error) {
 
 // watchShared remembers t if it fails, so that Stop keeps the broker's
 // logs.
-func watchShared(t testing.TB) {
-	t.Cleanup(func() {
-		if t.Failed() {
-			shared.mu.Lock()
-			shared.failed = append(shared.failed, t.Name())
-			shared.mu.Unlock()
-		}
-	})
-}
+func watchShared(t testing.TB) { shared.failed.Watch(t) }
 
 // Main runs the tests and stops the shared Apache Kafka broker, if one was
 // started, before the test binary exits. Call it from TestMain:
@@ -57,11 +51,7 @@ func watchShared(t testing.TB) {
 //	func TestMain(m *testing.M) { kafkatest.Main(m) }
 //
 // A package that also uses couchtest calls m.Run, then Stop, itself.
-func Main(m *testing.M) {
-	code := m.Run()
-	Stop()
-	os.Exit(code)
-}
+func Main(m *testing.M) { childproc.RunThenStop(m, Stop) }
 
 // Stop stops the shared Apache Kafka broker, if one was started, and
 // removes its files, unless a test using it failed: then its logs stay and
@@ -69,7 +59,7 @@ func Main(m *testing.M) {
 func Stop() {
 	shared.once.Do(func() {}) // no start after this
 	shared.mu.Lock()
-	c, failed := shared.cluster, shared.failed
+	c, failed := shared.cluster, shared.failed.Names()
 	shared.cluster, shared.err = nil, errStopped
 	shared.mu.Unlock()
 	if c == nil {

@@ -19,7 +19,6 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/internal/logtest"
 	"github.com/go-whisk/activationstore/internal/testvolume"
@@ -100,12 +99,7 @@ func TestBrokerLossLosesNothing(t *testing.T) {
 	b := kafkatest.StartApache(t, kafkatest.WithNodes(3))
 	topic := kafkatest.Topic(t, "completed")
 	group := kafkatest.Topic(t, "group")
-	couchURL, db := couchtest.URL(t), couchtest.DBName(t)
-	primary, err := couchdb.New(ctx, couchURL, db)
-	if err != nil {
-		t.Fatalf("couchdb.New: %v", err)
-	}
-	defer primary.Close()
+	primary, couchURL, db := couchPrimary(ctx, t)
 
 	var storeLog, persisterLog logtest.Buffer
 	defer func() {
@@ -134,39 +128,7 @@ func TestBrokerLossLosesNothing(t *testing.T) {
 	}()
 
 	pattern := regexp.MustCompile("^" + regexp.QuoteMeta(topic) + "$")
-	dlq := kafkatest.Topic(t, "dlq")
-	var members []*member
-	for _, name := range []string{"loss-a", "loss-b"} {
-		p, err := persister.New(primary,
-			kafkastore.WithBrokers(b.Addrs()...),
-			kafkastore.WithClientID(name),
-			persister.WithGroupID(group),
-			persister.WithTopicPattern(pattern),
-			persister.WithDeadLetterTopic(dlq),
-			kafkastore.WithLogger(slog.New(slog.NewTextHandler(&persisterLog, nil)).With("member", name)),
-			// The default group timeouts (session 30 s, heartbeat 3 s), as
-			// in production: a coordinator loss must not cost a session.
-			persister.WithBatch(500, 4<<20, 10*time.Millisecond),
-			persister.WithRetryBackoff(50*time.Millisecond, time.Second),
-			persister.WithCommitInterval(200*time.Millisecond),
-			persister.WithDrainTimeout(2*time.Second),
-		)
-		if err != nil {
-			t.Fatalf("persister.New: %v", err)
-		}
-		rctx, cancel := context.WithCancel(context.Background())
-		m := &member{name: name, p: p, cancel: cancel, done: make(chan error, 1)}
-		go func() { m.done <- p.Run(rctx) }()
-		members = append(members, m)
-	}
-	membersStopped := false
-	defer func() {
-		if !membersStopped {
-			for _, m := range members {
-				m.cancel()
-			}
-		}
-	}()
+	members := startChaosMembers(t, primary, b.Addrs(), group, pattern, &persisterLog, "loss-a", "loss-b")
 	groupStats := func() (sum persister.Stats) {
 		for _, m := range members {
 			st := m.p.Stats()
@@ -177,14 +139,6 @@ func TestBrokerLossLosesNothing(t *testing.T) {
 		}
 		return sum
 	}
-	waitFor(t, time.Minute, "both persisters to be assigned partitions", func() bool {
-		for _, m := range members {
-			if len(m.p.Stats().Partitions) == 0 {
-				return false
-			}
-		}
-		return true
-	})
 
 	// The callers: each takes the next activation and stores it, retrying
 	// a failed Store of the same activation until it succeeds. Past n
@@ -307,7 +261,6 @@ func TestBrokerLossLosesNothing(t *testing.T) {
 	drained := time.Since(began)
 
 	// The persisters stop cleanly: nothing of theirs hangs on a lost node.
-	membersStopped = true
 	var perMember []string
 	for _, m := range members {
 		m.stop(t)

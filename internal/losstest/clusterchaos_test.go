@@ -111,14 +111,10 @@ func TestClusterNodeChaosLosesNothing(t *testing.T) {
 
 	group := kafkatest.Topic(t, "group")
 	pattern := regexp.MustCompile("^" + regexp.QuoteMeta(topic) + "$")
-	type member struct {
-		name   string
-		store  *couchdb.Store
-		p      *persister.Persister
-		cancel context.CancelFunc
-		done   chan error
-	}
-	var members []*member
+	var (
+		members []*member
+		stores  []*couchdb.Store // members[i]'s primary
+	)
 	for _, name := range []string{"chaos-a", "chaos-b"} {
 		s, err := couchdb.New(ctx, list, db, couchdb.WithTimeout(10*time.Second))
 		if err != nil {
@@ -142,22 +138,16 @@ func TestClusterNodeChaosLosesNothing(t *testing.T) {
 		if err != nil {
 			t.Fatalf("persister.New: %v", err)
 		}
-		rctx, cancel := context.WithCancel(ctx)
-		m := &member{name: name, store: s, p: p, cancel: cancel, done: make(chan error, 1)}
-		go func() { m.done <- p.Run(rctx) }()
-		members = append(members, m)
+		members, stores = append(members, runMember(name, p)), append(stores, s)
 	}
+	defer func() {
+		for _, m := range members {
+			m.cancel() // on an early failure
+		}
+	}()
 	stopMembers := func() {
 		for _, m := range members {
-			m.cancel()
-			select {
-			case err := <-m.done:
-				if err != nil {
-					t.Errorf("%s: Run: %v", m.name, err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Errorf("%s: Run did not return within 30 s of cancel", m.name)
-			}
+			m.stop(t)
 		}
 	}
 	settled := func() (sum int64) {
@@ -257,7 +247,7 @@ func TestClusterNodeChaosLosesNothing(t *testing.T) {
 		}
 		outages = append(outages, o)
 	}
-	current := func() int { return nodeOf(members[0].store.Node()) }
+	current := func() int { return nodeOf(stores[0].Node()) }
 
 	waitSettled("the first records persisted", int64(firstAt))
 	first := current()
@@ -289,13 +279,13 @@ func TestClusterNodeChaosLosesNothing(t *testing.T) {
 
 	var persisted, conflicts, retries, moves int64
 	var perMember []string
-	for _, m := range members {
+	for i, m := range members {
 		s := m.p.Stats()
 		persisted += s.Persisted
 		conflicts += s.Conflicts
 		retries += s.Retries
-		moves += m.store.NodeMoves()
-		perMember = append(perMember, fmt.Sprintf("%s:%d/%d moves=%d", m.name, s.Persisted, s.Conflicts, m.store.NodeMoves()))
+		moves += stores[i].NodeMoves()
+		perMember = append(perMember, fmt.Sprintf("%s:%d/%d moves=%d", m.name, s.Persisted, s.Conflicts, stores[i].NodeMoves()))
 	}
 	for i, o := range outages {
 		if o.at >= int64(n) {
@@ -339,7 +329,7 @@ func TestClusterNodeChaosLosesNothing(t *testing.T) {
 		}
 		for i := range n {
 			if a := Activation(run, i); !seen[a.DocID()] {
-				if _, err := members[0].store.Get(listCtx, a.Namespace, a.ActivationID, store.UserContext{}); err != nil {
+				if _, err := stores[0].Get(listCtx, a.Namespace, a.ActivationID, store.UserContext{}); err != nil {
 					lost++
 				}
 			}

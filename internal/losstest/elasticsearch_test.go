@@ -62,6 +62,20 @@ func esDrain(t *testing.T, b *kafkatest.Broker, es store.Store, topic string) (*
 	}
 }
 
+// esDrainAThird produces the first third of run's n records, drains them
+// with esDrain and returns once they are persisted; rest produces the
+// other two thirds. A fault right after rest falls mid-drain at any
+// volume: one timed by progress through a backlog produced up front came
+// after the drain at small volumes, and tested nothing.
+func esDrainAThird(t *testing.T, b *kafkatest.Broker, es store.Store, topic string, run uint32, n int) (p *persister.Persister, stop, rest func()) {
+	t.Helper()
+	records := Records(t, run, n)
+	Produce(t, b.Addr(), topic, records[:n/3])
+	p, stop = esDrain(t, b, es, topic)
+	waitFor(t, 3*time.Minute, "a third persisted", func() bool { return p.Stats().Persisted >= int64(n/3) })
+	return p, stop, func() { Produce(t, b.Addr(), topic, records[n/3:]) }
+}
+
 // esCheck lists every document of the run's namespace and checks that
 // each activation is there exactly once.
 func esCheck(t *testing.T, es *elasticsearch.Store, p *persister.Persister, run uint32, n int) {
@@ -111,15 +125,9 @@ func TestElasticsearchRestartLosesNothing(t *testing.T) {
 	}
 	defer es.Close()
 	run := NewRun()
-	// A third drained first, then the rest produced just before the kill:
-	// at small volumes the whole backlog drained before a kill timed by
-	// progress alone, which then tested nothing.
-	records := Records(t, run, n)
-	Produce(t, b.Addr(), topic, records[:n/3])
-	p, stop := esDrain(t, b, es, topic)
+	p, stop, rest := esDrainAThird(t, b, es, topic, run, n)
 	defer stop()
-	waitFor(t, 3*time.Minute, "a third persisted", func() bool { return p.Stats().Persisted >= int64(n/3) })
-	Produce(t, b.Addr(), topic, records[n/3:])
+	rest()
 	atKill := p.Stats().Persisted
 	if err := c.Kill(0); err != nil {
 		t.Fatal(err)
@@ -157,11 +165,8 @@ func TestClusterNodeLossLosesNothing(t *testing.T) {
 	}
 	defer es.Close()
 	run := NewRun()
-	records := Records(t, run, n)
-	Produce(t, b.Addr(), topic, records[:n/3])
-	p, stop := esDrain(t, b, es, topic)
+	p, stop, rest := esDrainAThird(t, b, es, topic, run, n)
 	defer stop()
-	waitFor(t, 3*time.Minute, "a third persisted", func() bool { return p.Stats().Persisted >= int64(n/3) })
 	manager := c.ClusterManager()
 	if manager < 0 {
 		t.Fatal("no cluster manager elected")
@@ -172,7 +177,7 @@ func TestClusterNodeLossLosesNothing(t *testing.T) {
 	// with it until it returns (seen at small volumes, where a third
 	// drains in seconds). Then the rest, drained through the loss.
 	c.WaitForStatus(manager, "green", 2*time.Minute)
-	Produce(t, b.Addr(), topic, records[n/3:])
+	rest()
 	atKill := p.Stats().Persisted
 	if err := c.Kill(victim); err != nil {
 		t.Fatal(err)

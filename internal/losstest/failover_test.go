@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"regexp"
 	"runtime"
@@ -17,13 +18,10 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/internal/logtest"
 	"github.com/go-whisk/activationstore/internal/testvolume"
 	"github.com/go-whisk/activationstore/kafkastore"
-	"github.com/go-whisk/activationstore/kafkastore/persister"
-	"github.com/go-whisk/activationstore/primary/couchdb"
 	"github.com/go-whisk/activationstore/primary/memory"
 	"github.com/go-whisk/activationstore/store"
 )
@@ -116,12 +114,7 @@ func TestFailoverWithoutRetries(t *testing.T) {
 	// The raw producer's topic: three partitions, one per node.
 	probe := kafkatest.Topic(t, "probe")
 	b.CreateTopic(t, probe, 3, nil)
-	couchURL, db := couchtest.URL(t), couchtest.DBName(t)
-	primary, err := couchdb.New(ctx, couchURL, db)
-	if err != nil {
-		t.Fatalf("couchdb.New: %v", err)
-	}
-	defer primary.Close()
+	primary, couchURL, db := couchPrimary(ctx, t)
 
 	var storeLog, persisterLog logtest.Buffer
 	defer func() {
@@ -154,45 +147,7 @@ func TestFailoverWithoutRetries(t *testing.T) {
 	}()
 
 	pattern := regexp.MustCompile("^(" + regexp.QuoteMeta(multi) + "|" + regexp.QuoteMeta(single) + ")$")
-	dlq := kafkatest.Topic(t, "dlq")
-	var members []*member
-	for _, name := range []string{"failover-a", "failover-b"} {
-		p, err := persister.New(primary,
-			kafkastore.WithBrokers(b.Addrs()...),
-			kafkastore.WithClientID(name),
-			persister.WithGroupID(group),
-			persister.WithTopicPattern(pattern),
-			persister.WithDeadLetterTopic(dlq),
-			kafkastore.WithLogger(slog.New(slog.NewTextHandler(&persisterLog, nil)).With("member", name)),
-			persister.WithBatch(500, 4<<20, 10*time.Millisecond),
-			persister.WithRetryBackoff(50*time.Millisecond, time.Second),
-			persister.WithCommitInterval(200*time.Millisecond),
-			persister.WithDrainTimeout(2*time.Second),
-		)
-		if err != nil {
-			t.Fatalf("persister.New: %v", err)
-		}
-		rctx, cancel := context.WithCancel(context.Background())
-		m := &member{name: name, p: p, cancel: cancel, done: make(chan error, 1)}
-		go func() { m.done <- p.Run(rctx) }()
-		members = append(members, m)
-	}
-	membersStopped := false
-	defer func() {
-		if !membersStopped {
-			for _, m := range members {
-				m.cancel()
-			}
-		}
-	}()
-	waitFor(t, time.Minute, "both persisters to be assigned partitions", func() bool {
-		for _, m := range members {
-			if len(m.p.Stats().Partitions) == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	members := startChaosMembers(t, primary, b.Addrs(), group, pattern, &persisterLog, "failover-a", "failover-b")
 
 	// The callers: each Stores the next activation once, never again.
 	run := NewRun()
@@ -257,6 +212,7 @@ func TestFailoverWithoutRetries(t *testing.T) {
 	topics := map[string]int{multi: partitions, single: 1}
 	for k, f := range faults {
 		time.Sleep(3 * time.Second) // steady load before the fault
+		var err error
 		if f.victim, err = f.pick(ctx); err != nil {
 			t.Fatalf("fault %d (%s): pick the node: %v", k+1, f.name, err)
 		}
@@ -317,7 +273,6 @@ func TestFailoverWithoutRetries(t *testing.T) {
 		return true
 	})
 	drained := time.Since(began)
-	membersStopped = true
 	var persisted, conflicts int64
 	for _, m := range members {
 		m.stop(t)
@@ -519,27 +474,7 @@ func measureRecovery(ctx context.Context, t *testing.T, b *kafkatest.Broker, f *
 // livePartitions returns the partitions of topics as a node other than
 // victim reports them.
 func livePartitions(ctx context.Context, b *kafkatest.Broker, victim int, topics map[string]int) ([]kafka.Partition, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	conn, err := b.Dialer().DialContext(ctx, "tcp", b.NodeAddr((victim+1)%b.Nodes()))
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	if d, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(d)
-	}
-	all, err := conn.ReadPartitions()
-	if err != nil {
-		return nil, err
-	}
-	var out []kafka.Partition
-	for _, p := range all {
-		if _, ok := topics[p.Topic]; ok {
-			out = append(out, p)
-		}
-	}
-	return out, nil
+	return b.PartitionsAt(ctx, b.NodeAddr((victim+1)%b.Nodes()), slices.Collect(maps.Keys(topics))...)
 }
 
 // lagZeroAfter returns how long after the kill the group had committed, on

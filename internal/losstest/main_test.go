@@ -1,6 +1,7 @@
 package losstest
 
 import (
+	"context"
 	"os"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/internal/searchtest"
+	"github.com/go-whisk/activationstore/primary/couchdb"
 )
 
 // TestMain stops the shared test servers (CouchDB, and Apache Kafka under
@@ -22,6 +24,19 @@ func TestMain(m *testing.M) {
 	couchtest.Stop()
 	searchtest.Stop()
 	os.Exit(code)
+}
+
+// couchPrimary opens a fresh database of the shared CouchDB server for
+// the test, closed at its end, and returns its URL and name too.
+func couchPrimary(ctx context.Context, t *testing.T) (primary *couchdb.Store, couchURL, db string) {
+	t.Helper()
+	couchURL, db = couchtest.URL(t), couchtest.DBName(t)
+	primary, err := couchdb.New(ctx, couchURL, db)
+	if err != nil {
+		t.Fatalf("couchdb.New: %v", err)
+	}
+	t.Cleanup(func() { _ = primary.Close() })
+	return primary, couchURL, db
 }
 
 // waitFor polls cond every 50 ms until it holds, failing the test after

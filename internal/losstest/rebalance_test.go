@@ -8,34 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/internal/testvolume"
 	"github.com/go-whisk/activationstore/kafkastore"
 	"github.com/go-whisk/activationstore/kafkastore/persister"
-	"github.com/go-whisk/activationstore/primary/couchdb"
 )
-
-// member is one persister of a group, running in process.
-type member struct {
-	name   string
-	p      *persister.Persister
-	cancel context.CancelFunc
-	done   chan error
-}
-
-func (m *member) stop(t *testing.T) {
-	t.Helper()
-	m.cancel()
-	select {
-	case err := <-m.done:
-		if err != nil {
-			t.Errorf("%s: Run: %v", m.name, err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Errorf("%s: Run did not return within 30 s of cancel", m.name)
-	}
-}
 
 // Three persisters of one group drain 50k activations into CouchDB; one
 // stops and another starts in the middle: the group rebalances twice under
@@ -46,13 +23,8 @@ func TestRebalanceUnderLoadLosesNothing(t *testing.T) {
 	b := kafkatest.Start(t)
 	topic := kafkatest.Topic(t, "completed")
 	b.CreateTopic(t, topic, partitions, nil)
-	couchURL, db := couchtest.URL(t), couchtest.DBName(t)
 	ctx := context.Background()
-	primary, err := couchdb.New(ctx, couchURL, db)
-	if err != nil {
-		t.Fatalf("couchdb.New: %v", err)
-	}
-	defer primary.Close()
+	primary, couchURL, db := couchPrimary(ctx, t)
 	run := NewRun()
 	Produce(t, b.Addr(), topic, Records(t, run, n))
 
@@ -82,9 +54,7 @@ func TestRebalanceUnderLoadLosesNothing(t *testing.T) {
 		if err != nil {
 			t.Fatalf("persister.New: %v", err)
 		}
-		rctx, cancel := context.WithCancel(ctx)
-		m := &member{name: name, p: p, cancel: cancel, done: make(chan error, 1)}
-		go func() { m.done <- p.Run(rctx) }()
+		m := runMember(name, p)
 		mu.Lock()
 		members = append(members, m)
 		mu.Unlock()

@@ -330,14 +330,9 @@ func (n *node) url() string { return "http://" + n.httpAddr() }
 
 // waitReady returns once every node answers and sees every other.
 func (c *cluster) waitReady(ctx context.Context, within time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, within)
-	defer cancel()
-	for _, n := range c.nodes {
-		if err := n.waitReady(ctx, len(c.nodes)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return childproc.WaitAll(ctx, within, len(c.nodes), func(ctx context.Context, i int) error {
+		return c.nodes[i].waitReady(ctx, len(c.nodes))
+	})
 }
 
 // waitReady polls the node's cluster health until it names our cluster

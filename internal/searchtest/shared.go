@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-whisk/activationstore/internal/childproc"
 )
 
 // shared holds the test binary's servers, one per version: a JVM starts in
@@ -17,7 +19,7 @@ var shared struct {
 	mu      sync.Mutex
 	stopped bool
 	servers map[Version]*sharedEntry
-	failed  []string // tests that failed while using them: keep their logs
+	failed  childproc.FailedTests // keep their logs when one failed
 }
 
 type sharedEntry struct {
@@ -65,15 +67,7 @@ func nodeServer(n *node) *Server {
 
 // watchShared remembers t if it fails, so that Stop keeps the servers'
 // logs.
-func watchShared(t testing.TB) {
-	t.Cleanup(func() {
-		if t.Failed() {
-			shared.mu.Lock()
-			shared.failed = append(shared.failed, t.Name())
-			shared.mu.Unlock()
-		}
-	})
-}
+func watchShared(t testing.TB) { shared.failed.Watch(t) }
 
 // Main runs the tests and stops the shared servers, if any were started,
 // before the test binary exits. Call it from TestMain:
@@ -81,11 +75,7 @@ func watchShared(t testing.TB) {
 //	func TestMain(m *testing.M) { searchtest.Main(m) }
 //
 // A package that also uses other harnesses calls m.Run, then Stop, itself.
-func Main(m *testing.M) {
-	code := m.Run()
-	Stop()
-	os.Exit(code)
-}
+func Main(m *testing.M) { childproc.RunThenStop(m, Stop) }
 
 // Stop stops the shared servers and removes their files, unless a test
 // using them failed: then their logs stay and their paths are printed.
@@ -93,7 +83,7 @@ func Main(m *testing.M) {
 func Stop() {
 	shared.mu.Lock()
 	shared.stopped = true
-	entries, failed := shared.servers, shared.failed
+	entries, failed := shared.servers, shared.failed.Names()
 	shared.servers = nil
 	shared.mu.Unlock()
 	for _, e := range entries {
