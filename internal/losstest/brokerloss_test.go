@@ -276,12 +276,7 @@ func TestBrokerLossLosesNothing(t *testing.T) {
 
 	// Every acknowledged record is in CouchDB once; so is every other one,
 	// since the callers retried until acknowledged.
-	listCtx, cancelList := context.WithTimeout(ctx, time.Minute)
-	defer cancelList()
-	ids, err := DocIDs(listCtx, couchURL, db)
-	if err != nil {
-		t.Fatalf("list the database: %v", err)
-	}
+	ids := listDocIDs(ctx, t, couchURL, db, time.Minute)
 	tally := CheckDocIDs(ids, run, total)
 	present := make([]bool, total)
 	for _, id := range ids {

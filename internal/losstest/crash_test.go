@@ -140,16 +140,7 @@ func TestCrashLosesNothing(t *testing.T) {
 	}
 	drained := time.Since(drain)
 
-	listCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	ids, err := DocIDs(listCtx, couchURL, db)
-	if err != nil {
-		t.Fatalf("list the database: %v", err)
-	}
-	tally := CheckDocIDs(ids, run, n)
-	if !tally.OK() || tally.Present != n {
-		t.Errorf("database %s: %v; want all %d present once", db, tally, n)
-	}
+	tally := checkDatabase(ctx, t, couchURL, db, run, n, 2*time.Minute)
 	if c := stored(); c != n {
 		t.Errorf("doc_count minus design documents = %d, want %d", c, n)
 	}

@@ -62,6 +62,19 @@ func esDrain(t *testing.T, b *kafkatest.Broker, es store.Store, topic string) (*
 	}
 }
 
+// lossES opens the store the loss tests drain into: indices of the test's
+// own prefix with the given shards and replicas, closed at the test's end.
+func lossES(ctx context.Context, t *testing.T, urls string, shards, replicas int) *elasticsearch.Store {
+	t.Helper()
+	es, err := elasticsearch.New(ctx, urls, elasticsearch.WithIndexPattern(searchtest.IndexPrefix(t)+"%s"),
+		elasticsearch.WithShards(shards, replicas), elasticsearch.WithTimeout(30*time.Second))
+	if err != nil {
+		t.Fatalf("elasticsearch.New: %v", err)
+	}
+	t.Cleanup(func() { _ = es.Close() })
+	return es
+}
+
 // esDrainAThird produces the first third of run's n records, drains them
 // with esDrain and returns once they are persisted; rest produces the
 // other two thirds. A fault right after rest falls mid-drain at any
@@ -118,12 +131,7 @@ func TestElasticsearchRestartLosesNothing(t *testing.T) {
 	// A one-node cluster takes a fresh HTTP port when it restarts: the
 	// store talks to a forwarder that follows it, as a load balancer would.
 	fw := newForwarder(t, c.URL(0))
-	es, err := elasticsearch.New(ctx, fw.url(), elasticsearch.WithIndexPattern(searchtest.IndexPrefix(t)+"%s"),
-		elasticsearch.WithShards(1, 0), elasticsearch.WithTimeout(30*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer es.Close()
+	es := lossES(ctx, t, fw.url(), 1, 0)
 	run := NewRun()
 	p, stop, rest := esDrainAThird(t, b, es, topic, run, n)
 	defer stop()
@@ -158,12 +166,7 @@ func TestClusterNodeLossLosesNothing(t *testing.T) {
 	b.CreateTopic(t, topic, 4, nil)
 	c := searchtest.StartCluster(t, 2, searchtest.WithVersion(searchVersion(t)))
 	ctx := context.Background()
-	es, err := elasticsearch.New(ctx, strings.Join(c.URLs(), ","), elasticsearch.WithIndexPattern(searchtest.IndexPrefix(t)+"%s"),
-		elasticsearch.WithShards(2, 1), elasticsearch.WithTimeout(30*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer es.Close()
+	es := lossES(ctx, t, strings.Join(c.URLs(), ","), 2, 1)
 	run := NewRun()
 	p, stop, rest := esDrainAThird(t, b, es, topic, run, n)
 	defer stop()

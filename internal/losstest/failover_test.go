@@ -330,12 +330,7 @@ func TestFailoverWithoutRetries(t *testing.T) {
 	}
 
 	// Nothing lost: every acknowledged record is in CouchDB once.
-	listCtx, cancelList := context.WithTimeout(ctx, time.Minute)
-	defer cancelList()
-	ids, err := DocIDs(listCtx, couchURL, db)
-	if err != nil {
-		t.Fatalf("list the database: %v", err)
-	}
+	ids := listDocIDs(ctx, t, couchURL, db, time.Minute)
 	present := map[int]int{}
 	for _, id := range ids {
 		if _, aid, ok := strings.Cut(id, "/"); ok {

@@ -39,6 +39,30 @@ func couchPrimary(ctx context.Context, t *testing.T) (primary *couchdb.Store, co
 	return primary, couchURL, db
 }
 
+// listDocIDs lists the ids of db's documents within the given time,
+// failing the test when it cannot.
+func listDocIDs(ctx context.Context, t *testing.T, couchURL, db string, within time.Duration) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	ids, err := DocIDs(ctx, couchURL, db)
+	if err != nil {
+		t.Fatalf("list the database: %v", err)
+	}
+	return ids
+}
+
+// checkDatabase checks that db holds each of run's activations [0, n)
+// exactly once, and nothing else of the run.
+func checkDatabase(ctx context.Context, t *testing.T, couchURL, db string, run uint32, n int, within time.Duration) Tally {
+	t.Helper()
+	tally := CheckDocIDs(listDocIDs(ctx, t, couchURL, db, within), run, n)
+	if !tally.OK() || tally.Present != n {
+		t.Errorf("database %s: %v; want all %d present once", db, tally, n)
+	}
+	return tally
+}
+
 // waitFor polls cond every 50 ms until it holds, failing the test after
 // timeout.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {

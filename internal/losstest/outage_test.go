@@ -118,16 +118,7 @@ func TestDatabaseOutageLosesNothing(t *testing.T) {
 		t.Errorf("group lag after recovery = %d, %v; want 0", lag, err)
 	}
 
-	listCtx, cancelList := context.WithTimeout(ctx, time.Minute)
-	defer cancelList()
-	ids, err := DocIDs(listCtx, couchURL, db)
-	if err != nil {
-		t.Fatalf("list the database: %v", err)
-	}
-	tally := CheckDocIDs(ids, run, n)
-	if !tally.OK() || tally.Present != n {
-		t.Errorf("database %s: %v; want all %d present once", db, tally, n)
-	}
+	tally := checkDatabase(ctx, t, couchURL, db, run, n, time.Minute)
 	// A batch whose reply the outage cut off was written all the same: its
 	// retry meets conflicts. Each document is created once.
 	if final.Persisted > int64(n) || final.Persisted+final.Conflicts < int64(n) {

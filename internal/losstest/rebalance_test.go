@@ -106,16 +106,7 @@ func TestRebalanceUnderLoadLosesNothing(t *testing.T) {
 		generation = max(generation, s.Generation)
 		perMember += fmt.Sprintf(" %s:%d/%d", m.name, s.Persisted, s.Conflicts)
 	}
-	listCtx, cancelList := context.WithTimeout(ctx, time.Minute)
-	defer cancelList()
-	ids, err := DocIDs(listCtx, couchURL, db)
-	if err != nil {
-		t.Fatalf("list the database: %v", err)
-	}
-	tally := CheckDocIDs(ids, run, n)
-	if !tally.OK() || tally.Present != n {
-		t.Errorf("database %s: %v; want all %d present once", db, tally, n)
-	}
+	tally := checkDatabase(ctx, t, couchURL, db, run, n, time.Minute)
 	// Each document is created once, so no more than n creations are
 	// counted. A write that CouchDB applied while its member was
 	// abandoning it (rebalance, drain timeout) is named in the member's
