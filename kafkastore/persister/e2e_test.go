@@ -78,7 +78,7 @@ func TestPersisterEndToEndThroughKafkaStore(t *testing.T) {
 	t.Logf("published %d in %v", n, time.Since(start))
 	waitUntil(t, 60*time.Second, "10k activations persisted", func() bool { return mem.Len() >= n })
 	t.Logf("persisted %d after %v", n, time.Since(start))
-	waitCommittedToEnd(t, b, group, topic, 4)
+	waitCommittedToEnd(t, b, group, topic, 4, p)
 	checkAllStored(t, ks, "guest", as) // reads go through the KafkaStore to the primary
 	if s := p.Stats(); s.Persisted != n {
 		t.Errorf("persisted %d, want %d", s.Persisted, n)
@@ -122,7 +122,7 @@ func TestPersisterIntoCouchDB(t *testing.T) {
 	p := newTestPersister(t, b, couch, WithGroupID(group), WithTopicPattern(exactTopics(topic)))
 	start := time.Now()
 	runPersister(t, p)
-	waitCommittedToEnd(t, b, group, topic, 2)
+	waitCommittedToEnd(t, b, group, topic, 2, p)
 	t.Logf("persisted %d into CouchDB in %v", n, time.Since(start))
 	checkAllStored(t, ks, "guest", as)
 	s := p.Stats()
@@ -182,7 +182,7 @@ func TestPersisterCouchDBOutage(t *testing.T) {
 	if err := proxy.Restore(); err != nil {
 		t.Fatalf("restore proxy: %v", err)
 	}
-	waitCommittedToEnd(t, b, group, topic, 2)
+	waitCommittedToEnd(t, b, group, topic, 2, p)
 	checkAllStored(t, couch, "guest", append(first, second...))
 	if s := p.Stats(); s.Persisted+s.Conflicts < 500 || s.Retries < 3 {
 		t.Errorf("stats persisted %d conflicts %d retries %d", s.Persisted, s.Conflicts, s.Retries)

@@ -191,7 +191,12 @@ func committedOffsets(t testing.TB, b *kafkatest.Broker, group, topic string, pa
 }
 
 // waitCommittedToEnd waits until the group committed every partition's end.
-func waitCommittedToEnd(t testing.TB, b *kafkatest.Broker, group, topic string, partitions int) {
+//
+// A persister counts a record's ending once the broker answered the commit
+// that covers it: a test reading ps' Stats right after the broker shows
+// the offset could see the ending uncounted (it did, on Kafka 3.9.1). So
+// it also waits until each of ps has counted every record it read.
+func waitCommittedToEnd(t testing.TB, b *kafkatest.Broker, group, topic string, partitions int, ps ...*Persister) {
 	t.Helper()
 	end, err := b.EndOffsets(context.Background(), topic)
 	if err != nil {
@@ -207,6 +212,13 @@ func waitCommittedToEnd(t testing.TB, b *kafkatest.Broker, group, topic string, 
 		}
 		return true
 	})
+	for i, p := range ps {
+		waitUntil(t, 10*time.Second, fmt.Sprintf("persister %d to count every record it read", i), func() bool {
+			var s statsSum
+			s.add(p.Stats())
+			return s.read == s.endings()+s.abandoned
+		})
+	}
 }
 
 // checkAllStored asserts each activation is readable, and that the

@@ -43,7 +43,7 @@ func TestPersisterPersistsEveryRecordOnce(t *testing.T) {
 	runPersister(t, p)
 
 	waitUntil(t, 60*time.Second, "10k activations persisted", func() bool { return primary.Len() >= n })
-	waitCommittedToEnd(t, b, group, topic, 4)
+	waitCommittedToEnd(t, b, group, topic, 4, p)
 	checkAllStored(t, primary, "guest", as)
 
 	s := p.Stats()
@@ -108,7 +108,7 @@ func TestPersisterRestartLosesNothing(t *testing.T) {
 	p2 := newTestPersister(t, b, primary, opts...)
 	runPersister(t, p2)
 	waitUntil(t, 30*time.Second, "everything persisted after the restart", func() bool { return primary.Len() >= n })
-	waitCommittedToEnd(t, b, group, topic, 2)
+	waitCommittedToEnd(t, b, group, topic, 2, p1, p2)
 	checkAllStored(t, primary, "guest", as)
 	s1, s2 := p1.Stats(), p2.Stats()
 	if s1.Persisted+s2.Persisted != n {
@@ -146,7 +146,7 @@ func TestPersisterGroupSharesPartitions(t *testing.T) {
 	const n = 3000
 	as = append(as, produceActivations(t, b, topic, "guest", n-1500)...)
 	waitUntil(t, 30*time.Second, "everything persisted", func() bool { return primary.Len() >= n })
-	waitCommittedToEnd(t, b, group, topic, 6)
+	waitCommittedToEnd(t, b, group, topic, 6, ps...)
 	checkAllStored(t, primary, "guest", as)
 	var total int64
 	for i, p := range ps {
@@ -215,7 +215,7 @@ func TestPersisterRetriesTransientFailures(t *testing.T) {
 			}
 			f.failing.Store(false)
 			waitUntil(t, 15*time.Second, "everything persisted after recovery", func() bool { return mem.Len() >= 500 })
-			waitCommittedToEnd(t, b, group, topic, 2)
+			waitCommittedToEnd(t, b, group, topic, 2, p)
 			checkAllStored(t, mem, "guest", as)
 			if s := p.Stats(); s.Persisted != 500 || s.DeadLettered != 0 {
 				t.Errorf("stats %+v: want 500 persisted, none dead-lettered", s)
@@ -269,7 +269,7 @@ func TestPersisterCommitsOnlyContiguousPrefix(t *testing.T) {
 	f.mu.Unlock()
 	p2 := newTestPersister(t, b, primary, WithTopicPattern(exactTopics(topic)), WithGroupID(group))
 	runPersister(t, p2)
-	waitCommittedToEnd(t, b, group, topic, 1)
+	waitCommittedToEnd(t, b, group, topic, 1, p2)
 	checkAllStored(t, mem, "guest", as)
 	if s := p2.Stats(); s.Persisted != 60 || s.Redelivered != 59 || s.Conflicts != 0 {
 		t.Errorf("restart stats persisted %d (redelivered %d), conflicts %d; want 60 (59), 0", s.Persisted, s.Redelivered, s.Conflicts)
@@ -300,7 +300,7 @@ func TestPersisterReplayIsAbsorbedAsConflicts(t *testing.T) {
 	group := kafkatest.Topic(t, "replay")
 	p2 := newTestPersister(t, b, mem, WithTopicPattern(exactTopics(topic)), WithGroupID(group))
 	runPersister(t, p2)
-	waitCommittedToEnd(t, b, group, topic, 2)
+	waitCommittedToEnd(t, b, group, topic, 2, p2)
 	if s := p2.Stats(); s.Conflicts != 500 || s.Persisted != 0 {
 		t.Errorf("replay stats persisted %d conflicts %d; want 0 and 500", s.Persisted, s.Conflicts)
 	}

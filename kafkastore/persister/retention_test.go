@@ -70,7 +70,7 @@ func TestPersisterCountsRecordsLostToRetention(t *testing.T) {
 
 	p2 := newTestPersister(t, b, primary, WithTopicPattern(exactTopics(topic)), WithGroupID(group))
 	runPersister(t, p2)
-	waitCommittedToEnd(t, b, group, topic, 1)
+	waitCommittedToEnd(t, b, group, topic, 1, p2)
 
 	s := p2.Stats()
 	if len(s.LostToRetention) != 1 || s.LostToRetention[0] != (RetentionLoss{Topic: topic, Partition: 0, Records: 15}) {
@@ -115,7 +115,7 @@ func TestPersisterCountsRecordsLostWhileReading(t *testing.T) {
 	read := p.Stats().Partitions[0].InFlight
 	deleteRecordsBefore(t, b, topic, 0, 1500)
 	close(gate)
-	waitCommittedToEnd(t, b, group, topic, 1)
+	waitCommittedToEnd(t, b, group, topic, 1, p)
 
 	s := p.Stats()
 	if len(s.LostToRetention) != 1 || s.LostToRetention[0].Records <= 0 {
