@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-whisk/activationstore/codec"
 	"github.com/go-whisk/activationstore/kafkastore/internal/kafkaconn"
+	"github.com/go-whisk/activationstore/kafkastore/internal/spool"
 	"github.com/go-whisk/activationstore/store"
 )
 
@@ -40,18 +41,24 @@ const systemTransactionID = "sid_kafkastore"
 type Store struct {
 	primary store.Store
 	cfg     storeConfig
+	conn    kafkaconn.Config
 	log     *slog.Logger
 
 	maxRequestSize int
 	logsInside     bool
 	contentType    string
 
-	transport     *kafka.Transport
+	// Close cancels transportCtx: kafka-go's writer goes on retrying
+	// batches in the background, and without it a retry after Close
+	// would open a connection pool whose goroutine never ends.
+	transportCtx  context.Context
 	stopTransport context.CancelFunc
-	batcher       *publishBatcher
-	// solo resends, alone, a record whose batch the broker rejected as too
-	// large, to tell an oversize record from an oversize batch.
-	solo *kafka.Writer
+	own           *topicPublisher // the Store's topic
+	topicsMu      sync.Mutex
+	topics        map[string]*topicPublisher // ack topics of PublishAck
+
+	spool     *spool.Spool    // nil without WithSpool
+	publisher *spoolPublisher // sends the spool's records to Kafka
 
 	mu     sync.RWMutex // held for reading by every call, for writing by Close
 	closed bool
@@ -78,7 +85,10 @@ const batchCallers = 64
 // deletes to primary, which it does not close. WithBrokers is required.
 // Unless WithTopicCreation(false), New creates the topic when it is
 // missing (bounded by the request timeout: the publish timeout, at most
-// 30 s), so it fails when the brokers are unreachable.
+// 30 s), so it fails when the brokers are unreachable. With WithSpool it
+// does not contact the brokers: it opens the spool (failing when another
+// process holds it), and the publisher checks the topic before it first
+// sends to it.
 func New(primary store.Store, opts ...Option) (*Store, error) {
 	if primary == nil {
 		return nil, configErr("nil primary store: New needs the store that reads, deletes and oversize records go to")
@@ -92,10 +102,12 @@ func New(primary store.Store, opts ...Option) (*Store, error) {
 	s := &Store{
 		primary:        primary,
 		cfg:            sc,
+		conn:           c.conn,
 		log:            c.conn.Logger.With(slog.String("component", "kafkastore.Store"), slog.String("topic", sc.topic)),
 		maxRequestSize: DefaultMaxRequestSize,
 		logsInside:     sc.logsInside(),
 		contentType:    ContentTypeResultMessage,
+		topics:         map[string]*topicPublisher{},
 	}
 	if s.logsInside {
 		s.contentType = ContentTypeActivation
@@ -110,93 +122,24 @@ func New(primary store.Store, opts ...Option) (*Store, error) {
 	default:
 		s.maxRequestSize = m
 	}
-
-	// Close cancels transportCtx: kafka-go's writer goes on retrying
-	// batches in the background, and without it a retry after Close
-	// would open a connection pool whose goroutine never ends.
-	transportCtx, stopTransport := context.WithCancel(context.Background())
-	s.stopTransport = stopTransport
-	s.transport = c.conn.Transport()
-	s.transport.Context = transportCtx
-	s.transport.DialTimeout = min(sc.publishTimeout, 5*time.Second)
-	// kafka-go routes produce requests by cached metadata. A failed
-	// produce refreshes it at once (partitionRouter); the timer only
-	// catches leader moves nothing failed on, such as a restarted broker
-	// taking its partitions back. Ask for the one topic only.
-	s.transport.MetadataTopics = []string{sc.topic}
-	kafkaLog := kafkaconn.Logger{Log: s.log, Level: slog.LevelDebug}
-	reqTimeout := sc.requestTimeout()
-	newWriter := func(batchSize, attempts int, balancer kafka.Balancer) *kafka.Writer {
-		return &kafka.Writer{
-			Addr:            c.conn.Addr(),
-			Topic:           sc.topic,
-			Balancer:        balancer,
-			MaxAttempts:     attempts,
-			WriteBackoffMin: 20 * time.Millisecond,
-			WriteBackoffMax: 500 * time.Millisecond,
-			BatchSize:       batchSize,
-			BatchBytes:      int64(s.maxRequestSize),
-			// Batches are formed by publishBatcher, one WriteMessages
-			// call each; kafka-go reads 0 as its 1 s default.
-			BatchTimeout: time.Nanosecond,
-			ReadTimeout:  reqTimeout,
-			WriteTimeout: reqTimeout,
-			RequiredAcks: kafka.RequireAll,
-			Transport:    s.transport,
-			ErrorLogger:  kafkaLog,
-		}
+	s.transportCtx, s.stopTransport = context.WithCancel(context.Background())
+	s.own = s.newTopicPublisher(sc.topic, true)
+	fail := func(err error) (*Store, error) {
+		_ = s.own.close()
+		s.stopTransport()
+		s.own.transport.CloseIdleConnections()
+		return nil, err
 	}
-	const maxBatchRecords = 1000
-	// The batcher sends again itself, to another partition when the
-	// leader is down: kafka-go's own attempts would insist on one.
-	router := newPartitionRouter(s.transport, c.conn.Addr(), sc.topic, s.log)
-	s.batcher = newPublishBatcher(newWriter(maxBatchRecords, 1, batchBalancer{}), router, s.log, &s.stats.publishRetries,
-		sc.linger, sc.publishTimeout, maxBatchRecords, s.maxRequestSize)
-	s.solo = newWriter(1, 10, &kafka.RoundRobin{})
-
-	if sc.createTopic {
-		if err := s.setupTopic(c.conn.Brokers); err != nil {
-			s.batcher.close()
-			stopTransport()
-			s.transport.CloseIdleConnections()
-			return nil, err
+	if sc.spool != nil {
+		if err := s.openSpool(*sc.spool); err != nil {
+			return fail(err)
 		}
+		return s, nil
+	}
+	if err := s.ensureTopic(context.Background(), s.own); err != nil {
+		return fail(fmt.Errorf("kafkastore: New: %w", err))
 	}
 	return s, nil
-}
-
-func (s *Store) setupTopic(brokers []string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.requestTimeout())
-	defer cancel()
-	spec := kafkaconn.TopicSpec{
-		Name:              s.cfg.topic,
-		Partitions:        s.cfg.topicPartitions,
-		ReplicationFactor: s.cfg.topicReplication,
-		Retention:         s.cfg.topicRetention,
-		MaxMessageBytes:   s.maxRequestSize,
-		MinInSyncReplicas: kafkaconn.MinInSyncFor(s.cfg.topicReplication),
-	}
-	created, err := kafkaconn.EnsureTopic(ctx, s.transport, brokers, spec)
-	if err != nil {
-		return fmt.Errorf("kafkastore: New: %w; check that the brokers %v are reachable, that the WithSASL/WithTLS settings match theirs, and that the client may create topics, or create the topic elsewhere and pass WithTopicCreation(false)", err, brokers)
-	}
-	if created {
-		s.log.Info("kafkastore: created topic", slog.Int("partitions", spec.Partitions),
-			slog.Duration("retention", spec.Retention), slog.Int("maxMessageBytes", spec.MaxMessageBytes))
-		return nil
-	}
-	// An existing topic keeps its limit; report a mismatch now rather than
-	// with the first large record.
-	limit, err := kafkaconn.TopicMaxMessageBytes(ctx, s.transport, brokers, s.cfg.topic)
-	switch {
-	case err != nil:
-		s.log.Debug("kafkastore: cannot read the topic's max.message.bytes", slog.Any("error", err))
-	case limit > 0 && limit < s.maxRequestSize:
-		s.log.Warn("kafkastore: the topic's max.message.bytes is below the store's max request size; larger records will be rejected by the broker and follow the oversize policy",
-			slog.Int("topicMaxMessageBytes", limit), slog.Int("maxRequestSize", s.maxRequestSize),
-			slog.String("oversizePolicy", s.cfg.oversize.String()))
-	}
-	return nil
 }
 
 // Store publishes a to the topic and returns its document id, without a
@@ -204,22 +147,33 @@ func (s *Store) setupTopic(brokers []string) error {
 // WithStoreInPrimary it then also stores a in the primary and returns the
 // primary's DocInfo.
 //
-// It returns nil only when the record is durably in Kafka (acknowledged
-// by all in-sync replicas) or in the primary. A produce that fails for a
-// reason that may pass — a partition leader down or moved, an election,
-// too few replicas in sync, a broken connection — is sent again, to a
-// partition whose leader answers when there is one (records are not
-// key-ordered), else to the same partition once it has a leader, until the
-// publish timeout (DefaultPublishTimeout: 120 s, as Kafka's Java producer)
-// or ctx ends. So a broker failover costs no error, only latency. A record
-// sent again may reach Kafka twice; the persister stores it once (the
-// second write is a conflict, counted as persisted). Errors:
+// Without a spool, it returns nil only when the record is durably in Kafka
+// (acknowledged by all in-sync replicas) or in the primary. A produce that
+// fails for a reason that may pass — a partition leader down or moved, an
+// election, too few replicas in sync, a broken connection — is sent again,
+// to a partition whose leader answers when there is one (records are not
+// key-ordered), else to the same partition once it has a leader, until
+// the publish timeout (DefaultPublishTimeout: 120 s, as Kafka's Java
+// producer) or ctx ends. So a broker failover costs no error, only
+// latency. A record sent again may reach Kafka twice; the persister stores
+// it once (the second write is a conflict, counted as persisted).
+//
+// With WithSpool, it returns nil once the record is fdatasynced in the
+// spool; the publisher sends it to Kafka as above, for as long as it
+// takes, and from the next process on the same directory if this one
+// dies first.
+//
+// Errors:
 //   - ErrInvalid (a *store.InvalidError) before anything is written;
 //   - *OversizeError (ErrOversize) when the record is too large for Kafka
 //     and the policy is OversizeReject, or the primary write failed;
 //   - *PublishError (ErrPublish) when the record is stored nowhere;
-//   - *PrimaryWriteError when the record IS in Kafka but the primary write
-//     of store-in-primary failed (store.ErrConflict included);
+//   - *SpoolError when the spool could not take the record (full:
+//     ErrSpoolFull; disk full: syscall.ENOSPC; a failed write or sync),
+//     and no fallback stored it;
+//   - *PrimaryWriteError when the record IS in Kafka (or the spool) but
+//     the primary write of store-in-primary failed (store.ErrConflict
+//     included);
 //   - ErrClosed after Close.
 func (s *Store) Store(ctx context.Context, a *store.Activation, uc store.UserContext) (store.DocInfo, error) {
 	s.mu.RLock()
@@ -244,23 +198,22 @@ func (s *Store) Store(ctx context.Context, a *store.Activation, uc store.UserCon
 		return s.storeOversize(ctx, a, uc, &OversizeError{Topic: s.cfg.topic, DocID: a.DocID(), Size: size, Limit: s.maxRequestSize})
 	}
 
-	start := time.Now()
-	err = s.batcher.publish(ctx, msg, size)
-	if err != nil && tooLarge(err) {
-		// The broker measures a whole batch against max.message.bytes;
-		// only a record refused alone is oversize.
-		s.log.LogAttrs(ctx, slog.LevelInfo, "kafkastore: batch refused as too large; resending the record alone",
-			slog.String("activationId", a.ActivationID), slog.Int("size", size))
-		err = s.publish(ctx, s.solo, msg)
-		if err != nil && tooLarge(err) {
+	if s.spool != nil {
+		if err := s.appendSpool(ctx, s.cfg.topic, &msg, a.DocID()); err != nil {
+			return s.spoolFailed(ctx, a, uc, err)
+		}
+	} else {
+		start := time.Now()
+		oversize, err := s.publishDirect(ctx, s.own, msg, size)
+		if oversize {
 			return s.storeOversize(ctx, a, uc, &OversizeError{Topic: s.cfg.topic, DocID: a.DocID(), Size: size, Broker: true})
 		}
+		if err != nil {
+			return s.publishFailed(ctx, a, uc, start, err)
+		}
+		s.stats.published.Add(1)
+		s.stats.publishLatency.observe(time.Since(start))
 	}
-	if err != nil {
-		return s.publishFailed(ctx, a, uc, start, err)
-	}
-	s.stats.published.Add(1)
-	s.stats.publishLatency.observe(time.Since(start))
 
 	info := store.DocInfo{ID: a.DocID()}
 	if !s.cfg.storeInPrimary {
@@ -271,6 +224,61 @@ func (s *Store) Store(ctx context.Context, a *store.Activation, uc store.UserCon
 		return info, &PrimaryWriteError{Topic: s.cfg.topic, DocID: a.DocID(), Err: err}
 	}
 	return pinfo, nil
+}
+
+// PublishAck publishes one record to topic as Store publishes
+// activations: through the spool when the Store has one (in spool order,
+// so records of one topic reach Kafka in the order their calls returned),
+// else directly, with the same failover and publish timeout. It is the
+// invoker's ack path (examples/invoker's AckPublisher): an ack that
+// carries a blocking activation is its only copy, and deserves the same
+// durability as a Store. The topic is created when missing, with one
+// partition (as OpenWhisk's controller creates completed<N>), unless
+// WithTopicCreation(false).
+//
+// It returns nil once the record is in Kafka or in the spool; otherwise a
+// *PublishError, a *SpoolError or an *OversizeError (above the max
+// request size; there is no primary for acks), or ErrClosed.
+func (s *Store) PublishAck(ctx context.Context, topic string, key, value []byte, headers ...kafka.Header) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if err := kafkaconn.CheckName("topic", topic); err != nil {
+		return fmt.Errorf("kafkastore: PublishAck: %w", err)
+	}
+	msg := kafka.Message{Key: key, Value: value, Headers: headers}
+	id := topic + "/" + string(key)
+	size := recordBatchSize(&msg)
+	if size > s.maxRequestSize {
+		s.stats.oversize.Add(1)
+		return &OversizeError{Topic: topic, DocID: id, Size: size, Limit: s.maxRequestSize, Policy: OversizeReject}
+	}
+	if s.spool != nil {
+		if err := s.appendSpool(ctx, topic, &msg, id); err != nil {
+			s.stats.spoolFailures.Add(1)
+			return err
+		}
+		return nil
+	}
+	start := time.Now()
+	tp := s.topicFor(topic)
+	err := s.ensureTopic(ctx, tp)
+	if err == nil {
+		var oversize bool
+		if oversize, err = s.publishDirect(ctx, tp, msg, size); oversize {
+			s.stats.oversize.Add(1)
+			return &OversizeError{Topic: topic, DocID: id, Size: size, Broker: true, Policy: OversizeReject}
+		}
+	}
+	if err != nil {
+		s.stats.publishFailures.Add(1)
+		return &PublishError{Topic: topic, DocID: id, Err: writeCause(err), Elapsed: time.Since(start)}
+	}
+	s.stats.published.Add(1)
+	s.stats.publishLatency.observe(time.Since(start))
+	return nil
 }
 
 // record encodes a in the topic's format.
@@ -294,12 +302,6 @@ func (s *Store) record(a *store.Activation, uc store.UserContext) (kafka.Message
 		Value:   value,
 		Headers: recordHeaders(s.contentType, a.Namespace, a.ActivationID),
 	}, nil
-}
-
-func (s *Store) publish(ctx context.Context, w *kafka.Writer, msg kafka.Message) error {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.publishTimeout)
-	defer cancel()
-	return w.WriteMessages(ctx, msg)
 }
 
 func (s *Store) publishFailed(ctx context.Context, a *store.Activation, uc store.UserContext, start time.Time, err error) (store.DocInfo, error) {
@@ -477,13 +479,45 @@ func (s *Store) FilterView() store.FilterView {
 }
 
 // Stats returns a snapshot of the counters.
-func (s *Store) Stats() StoreStats { return s.stats.snapshot() }
+func (s *Store) Stats() StoreStats {
+	st := s.stats.snapshot()
+	if s.spool == nil {
+		return st
+	}
+	sp := s.spool.Stats()
+	st.Spool = SpoolStats{
+		Dir:            s.cfg.spool.dir,
+		Records:        sp.Records,
+		Bytes:          sp.Bytes,
+		DiskBytes:      sp.DiskBytes,
+		Segments:       sp.Segments,
+		SyncLatency:    s.stats.spoolSync.summary(),
+		Replayed:       sp.Replayed,
+		TornTails:      sp.TornTails,
+		CorruptFrames:  sp.CorruptFrames,
+		Quarantined:    sp.Quarantined,
+		FullWaits:      sp.FullWaits,
+		FullRejections: sp.FullRejections,
+		WriteErrors:    sp.WriteErrors,
+		DiskError:      sp.DiskError,
+		PublishErrors:  s.stats.spoolPublishErrors.Load(),
+		Undeliverable:  s.stats.spoolUndeliverable.Load(),
+	}
+	if !sp.Oldest.IsZero() {
+		st.Spool.OldestAge = time.Since(sp.Oldest)
+	}
+	return st
+}
 
-// Close waits for the Store calls in progress, flushes the writer and
+// Close waits for the Store calls in progress, flushes the writers and
 // closes the connections to the brokers; later calls return ErrClosed.
 // It does not close the primary. A second Close returns nil. Close waits
 // at most the request timeout (the publish timeout, at most 30 s) for
 // records whose callers already gave up, then abandons them.
+//
+// With a spool, Close first gives the publisher the request timeout to
+// send what is spooled, unless Kafka is failing, then closes the spool:
+// what is left there is published by the next Store on the directory.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -493,22 +527,39 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 
-	done := make(chan error, 1)
-	go func() { done <- errors.Join(s.batcher.close(), s.solo.Close()) }()
 	wait := s.cfg.requestTimeout()
+	var errs []error
+	if s.publisher != nil {
+		s.publisher.stop(wait)
+		errs = append(errs, s.spool.Close())
+	}
+	topics := s.allTopics()
+	done := make(chan error, 1)
+	go func() {
+		var errs []error
+		for _, tp := range topics {
+			errs = append(errs, tp.close())
+		}
+		done <- errors.Join(errs...)
+	}()
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	var err error
 	select {
-	case err = <-done:
+	case err := <-done:
+		errs = append(errs, err)
 	case <-timer.C:
-		s.batcher.abort()
-		err = fmt.Errorf("kafkastore: close: records of callers that timed out still unacknowledged after %v; they may yet reach Kafka", wait)
+		for _, tp := range topics {
+			tp.batcher.abort()
+		}
+		err := fmt.Errorf("kafkastore: close: records of callers that timed out still unacknowledged after %v; they may yet reach Kafka", wait)
 		s.log.Warn("kafkastore: close timed out", slog.Any("error", err))
+		errs = append(errs, err)
 	}
 	s.stopTransport()
-	s.transport.CloseIdleConnections()
-	return err
+	for _, tp := range topics {
+		tp.transport.CloseIdleConnections()
+	}
+	return errors.Join(errs...)
 }
 
 // OversizeError reports a record above the maximum request size. It

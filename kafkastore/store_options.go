@@ -104,6 +104,7 @@ type storeConfig struct {
 	topicRetention   time.Duration
 	topicPartitions  int
 	topicReplication int
+	spool            *spoolConfig // nil: no spool
 }
 
 func (sc *storeConfig) setDefaults() {

@@ -9,10 +9,25 @@ import (
 
 // StoreStats is a snapshot of a Store's counters since New. Every record
 // passed to Store is counted once in Published, Oversize, PublishFailures
-// or Invalid (or not at all when the Store is closed).
+// or Invalid (or not at all when the Store is closed); with a spool, in
+// Spooled instead of Published and SpoolFailures instead of
+// PublishFailures.
 type StoreStats struct {
-	// Published records were acknowledged by every in-sync replica.
+	// Published records were acknowledged by every in-sync replica: with
+	// a spool, those the publisher sent (of this process's Stores and
+	// PublishAcks, and of earlier processes' left in the spool).
 	Published uint64
+	// Spooled records were fdatasynced in the spool (WithSpool).
+	Spooled uint64
+	// SpoolFailures are records the spool did not take (full, disk full,
+	// a failed write or sync): each got a *SpoolError, or went to the
+	// primary (Fallbacks).
+	SpoolFailures uint64
+	// SpoolLatency summarizes the duration of successful spool appends:
+	// a Store's latency with a spool.
+	SpoolLatency LatencySummary
+	// Spool describes the spool; zero without WithSpool.
+	Spool SpoolStats
 	// PublishFailures are records whose publish failed or timed out
 	// (oversize records not included). Each one was logged.
 	PublishFailures uint64
@@ -40,8 +55,46 @@ type StoreStats struct {
 	PrimaryFailures uint64
 	// Invalid records were rejected by validation; nothing was written.
 	Invalid uint64
-	// PublishLatency summarizes the duration of successful publishes.
+	// PublishLatency summarizes the duration of successful publishes:
+	// with a spool, from the Store to Kafka's acknowledgement.
 	PublishLatency LatencySummary
+}
+
+// SpoolStats describes a Store's spool.
+type SpoolStats struct {
+	Dir string
+	// Records and Bytes are spooled and not yet acknowledged by Kafka.
+	Records, Bytes int64
+	// DiskBytes is what the spool's segment files take on disk,
+	// preallocation included: at most the max bytes plus one segment.
+	DiskBytes int64
+	Segments  int
+	// OldestAge is the age of the oldest record not yet in Kafka; 0 when
+	// there is none.
+	OldestAge time.Duration
+	// SyncLatency summarizes the spool's fdatasyncs, one per group of
+	// concurrent Stores.
+	SyncLatency LatencySummary
+	// Replayed records were in the spool when it was opened: left by an
+	// earlier process, and published by this one.
+	Replayed uint64
+	// TornTails, CorruptFrames and Quarantined count the damage found when
+	// the spool was opened: a tail cut at a frame a crash left half
+	// written, frames lost to corruption mid-file, segments copied to
+	// the spool's quarantine directory for inspection.
+	TornTails, CorruptFrames, Quarantined uint64
+	// FullWaits are appends that waited for room; FullRejections those
+	// that gave up (ErrSpoolFull).
+	FullWaits, FullRejections uint64
+	// WriteErrors are groups whose write or sync failed; DiskError is the
+	// latest such error while no later write succeeded.
+	WriteErrors uint64
+	DiskError   error
+	// PublishErrors are failed attempts to send spooled records to Kafka
+	// (each sent again); Undeliverable are records skipped because they
+	// could not be decoded, or the broker refused them as too large and
+	// they carry no activation for the primary. Each was logged.
+	PublishErrors, Undeliverable uint64
 }
 
 // LatencySummary summarizes a distribution of durations. Quantiles are
@@ -55,7 +108,8 @@ type LatencySummary struct {
 type storeCounters struct {
 	published, publishFailures, publishRetries, oversize, oversizeToPrimary, fallbacks,
 	primaryStores, primaryConflicts, primaryFailures, invalid atomic.Uint64
-	publishLatency pubHistogram
+	spooled, spoolFailures, spoolPublishErrors, spoolUndeliverable atomic.Uint64
+	publishLatency, spoolLatency, spoolSync                        pubHistogram
 }
 
 func (c *storeCounters) snapshot() StoreStats {
@@ -71,6 +125,9 @@ func (c *storeCounters) snapshot() StoreStats {
 		PrimaryFailures:   c.primaryFailures.Load(),
 		Invalid:           c.invalid.Load(),
 		PublishLatency:    c.publishLatency.summary(),
+		Spooled:           c.spooled.Load(),
+		SpoolFailures:     c.spoolFailures.Load(),
+		SpoolLatency:      c.spoolLatency.summary(),
 	}
 }
 

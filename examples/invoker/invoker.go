@@ -39,7 +39,10 @@ import (
 	"github.com/go-whisk/activationstore/store"
 )
 
-// AckPublisher sends an acknowledgement record to a topic.
+// AckPublisher sends an acknowledgement record to a topic. A
+// *kafkastore.Store is one: with WithSpool, its PublishAck returns once
+// the ack is fdatasynced in the local spool, so that the only copy of a
+// blocking activation survives a Kafka outage and a crash of the invoker.
 type AckPublisher interface {
 	PublishAck(ctx context.Context, topic string, key, value []byte, headers ...kafka.Header) error
 }

@@ -67,8 +67,7 @@ func readRecords(t *testing.T, broker string, topic string, n int) []kafka.Messa
 func TestBlockingAckedNonBlockingStored(t *testing.T) {
 	b := kafkatest.Start(t)
 	b.CreateTopic(t, invoker.AckTopic(3), 1, nil)
-	acks := invoker.NewKafkaAcks(b.Addr())
-	defer acks.Close()
+	acks := newAcks(t, b.Addr())
 	primary := memory.New()
 	inv, err := invoker.New(7, invoker.WithActivationStore(primary), invoker.WithAckPublisher(acks))
 	require.NoError(t, err)
@@ -97,8 +96,7 @@ func TestBlockingAckedNonBlockingStored(t *testing.T) {
 func TestStoreLevelsApplyToNonBlocking(t *testing.T) {
 	b := kafkatest.Start(t)
 	b.CreateTopic(t, invoker.AckTopic(0), 1, nil)
-	acks := invoker.NewKafkaAcks(b.Addr())
-	defer acks.Close()
+	acks := newAcks(t, b.Addr())
 	primary := memory.New()
 	inv, err := invoker.New(0, invoker.WithActivationStore(primary), invoker.WithAckPublisher(acks),
 		invoker.WithStoreLevels(store.Levels{NonBlocking: store.StoreFailures}))
@@ -115,8 +113,7 @@ func TestStoreLevelsApplyToNonBlocking(t *testing.T) {
 
 func TestInvalidActivationNeitherAckedNorStored(t *testing.T) {
 	b := kafkatest.Start(t)
-	acks := invoker.NewKafkaAcks(b.Addr())
-	defer acks.Close()
+	acks := newAcks(t, b.Addr())
 	primary := memory.New()
 	inv, err := invoker.New(0, invoker.WithActivationStore(primary), invoker.WithAckPublisher(acks))
 	require.NoError(t, err)
@@ -128,7 +125,7 @@ func TestInvalidActivationNeitherAckedNorStored(t *testing.T) {
 }
 
 func TestNewRequiresStoreAndAcks(t *testing.T) {
-	_, err := invoker.New(0, invoker.WithAckPublisher(invoker.NewKafkaAcks("127.0.0.1:1")))
+	_, err := invoker.New(0, invoker.WithAckPublisher(newAcks(t, "127.0.0.1:1")))
 	require.ErrorContains(t, err, "WithActivationStore")
 	_, err = invoker.New(0, invoker.WithActivationStore(memory.New()))
 	require.ErrorContains(t, err, "WithAckPublisher")

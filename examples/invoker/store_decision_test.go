@@ -38,8 +38,7 @@ func TestBlockingStoreDecisionTravelsInAckHeader(t *testing.T) {
 	b := kafkatest.Start(t)
 	topic := invoker.AckTopic(5)
 	b.CreateTopic(t, topic, 1, nil)
-	acks := invoker.NewKafkaAcks(b.Addr())
-	defer acks.Close()
+	acks := newAcks(t, b.Addr())
 	local := memory.New()
 	inv, err := invoker.New(5, invoker.WithActivationStore(local), invoker.WithAckPublisher(acks),
 		invoker.WithStoreLevels(store.Levels{Blocking: store.StoreFailures}))
@@ -134,8 +133,7 @@ func TestStoreActivationsFalseAppliesToNonBlocking(t *testing.T) {
 	if err := b.CreateTopicContext(context.Background(), invoker.AckTopic(0), 1, nil); err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
 		t.Fatalf("create %s: %v", invoker.AckTopic(0), err)
 	}
-	acks := invoker.NewKafkaAcks(b.Addr())
-	defer acks.Close()
+	acks := newAcks(t, b.Addr())
 	primary := memory.New()
 	inv, err := invoker.New(0, invoker.WithActivationStore(primary), invoker.WithAckPublisher(acks))
 	require.NoError(t, err)
@@ -177,8 +175,7 @@ func TestAcksReadableByEachEra(t *testing.T) {
 	b := kafkatest.Start(t)
 	b.CreateTopic(t, invoker.AckTopic(1), 1, nil)
 	b.CreateTopic(t, invoker.AckTopic(2), 1, nil)
-	acks := invoker.NewKafkaAcks(b.Addr())
-	defer acks.Close()
+	acks := newAcks(t, b.Addr())
 	ctx := context.Background()
 	master, err := invoker.New(3, invoker.WithActivationStore(memory.New()), invoker.WithAckPublisher(acks))
 	require.NoError(t, err)

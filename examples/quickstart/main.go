@@ -55,6 +55,8 @@ type options struct {
 	esURL, indexPattern   string
 	timeout               time.Duration
 	verbose               bool
+	spoolDir              string
+	spoolMaxBytes         int64
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -70,6 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.indexPattern, "index-pattern", "", "Elasticsearch index pattern (default: quickstart-<time>-%s)")
 	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up waiting for the persister after this long")
 	fs.BoolVar(&o.verbose, "v", false, "log the library's info messages")
+	fs.StringVar(&o.spoolDir, "spool-dir", "", "spool Stores and acks in this directory before Kafka (kafkastore.WithSpool); default: no spool")
+	fs.Int64Var(&o.spoolMaxBytes, "spool-max-bytes", kafkastore.DefaultSpoolMaxBytes, "bound of the spool's disk use (kafkastore.WithSpoolMaxBytes)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -115,20 +119,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	ackTopic := invoker.AckTopic(ctlIndex)
 	fmt.Fprintf(stdout, "topics: %s (acks), %s (Store)\n", ackTopic, othersTopic)
-	ks, err := kafkastore.New(primary,
+	storeOpts := []kafkastore.Option{
 		kafkastore.WithBrokers(brokers...),
 		kafkastore.WithTopic(othersTopic),
-		kafkastore.WithLogger(logger))
+		kafkastore.WithLogger(logger),
+	}
+	if o.spoolDir != "" {
+		storeOpts = append(storeOpts, kafkastore.WithSpool(o.spoolDir, kafkastore.WithSpoolMaxBytes(o.spoolMaxBytes)))
+		fmt.Fprintf(stdout, "spool: %s\n", o.spoolDir)
+	}
+	ks, err := kafkastore.New(primary, storeOpts...)
 	if err != nil {
 		return err
 	}
 	defer ks.Close()
-	acks := invoker.NewKafkaAcks(brokers...)
-	defer acks.Close()
-	if err := acks.EnsureTopic(ctx, ackTopic); err != nil {
-		return err
-	}
-	inv, err := invoker.New(0, invoker.WithActivationStore(ks), invoker.WithAckPublisher(acks), invoker.WithLogger(logger))
+	// The Store publishes the invoker's acks too (creating the ack topic
+	// with one partition, as OpenWhisk's controller does), through the
+	// spool when there is one.
+	inv, err := invoker.New(0, invoker.WithActivationStore(ks), invoker.WithAckPublisher(ks), invoker.WithLogger(logger))
 	if err != nil {
 		return err
 	}
@@ -194,6 +202,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "  completion p50  %v   p99 %v   (ack and/or Store, %d concurrent callers)\n", lat.p50, lat.p99, o.workers)
 	fmt.Fprintf(stdout, "  Store p50       %v   p99 %v   (kafkastore publish latency)\n", st.PublishLatency.P50.Round(time.Microsecond), st.PublishLatency.P99.Round(time.Microsecond))
 	fmt.Fprintf(stdout, "  published       %d   publish failures %d\n", st.Published, st.PublishFailures)
+	if o.spoolDir != "" {
+		fmt.Fprintf(stdout, "  spooled         %d   spool failures %d   spool append p50 %v   p99 %v   fdatasync p50 %v\n", st.Spooled, st.SpoolFailures,
+			st.SpoolLatency.P50.Round(time.Microsecond), st.SpoolLatency.P99.Round(time.Microsecond), st.Spool.SyncLatency.P50.Round(time.Microsecond))
+	}
 	fmt.Fprintf(stdout, "  persisted       %d   conflicts %d   skipped %d   retries %d   dead-lettered %d\n", ps.Persisted, ps.Conflicts, ps.Skipped, ps.Retries, ps.DeadLettered)
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)

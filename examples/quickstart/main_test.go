@@ -64,3 +64,25 @@ func TestQuickstartTwiceOnOneCluster(t *testing.T) {
 		t.Logf("run %d:\n%s", i, out.String())
 	}
 }
+
+// TestQuickstartWithSpool runs the quickstart with a spool: every Store
+// and ack goes through the spool, and every activation is verified in the
+// primary.
+func TestQuickstartWithSpool(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var out, errs bytes.Buffer
+	dir := t.TempDir()
+	err := run(ctx, []string{"-n", "2000", "-workers", "32", "-spool-dir", dir, "-spool-max-bytes", "67108864"}, &out, &errs)
+	if err != nil {
+		t.Fatalf("run with -spool-dir: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errs.String())
+	}
+	for _, want := range []string{"verified        all 2000", "spool: " + dir, "spool failures 0"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no %q in:\n%s", want, out.String())
+		}
+	}
+	if err := run(ctx, []string{"-spool-dir", dir, "-spool-max-bytes", "1000"}, &out, &errs); err == nil || !strings.Contains(err.Error(), "WithSpoolMaxBytes") {
+		t.Errorf("a spool of 1000 bytes: %v; want the option's error", err)
+	}
+}
