@@ -47,6 +47,24 @@
 // retention that covers an outage ([WithTopicRetention], 7 days) rather
 // than the hour OpenWhisk's completed* topics keep.
 //
+// # Spool
+//
+// Without a spool a Store waits for Kafka: through a broker failover
+// (with acks=all, until the controller fences the dead broker, 4 to 14 s)
+// and, past the publish timeout, fails. [WithSpool] puts a local log in
+// front of Kafka: a Store returns once its record is fdatasynced there
+// (concurrent Stores share one write and one sync), and a publisher sends
+// the spooled records to Kafka, in spool order, for as long as it takes,
+// deleting a segment only once a durable cursor passes it. New then
+// succeeds while no broker answers, and a process restarted on the same
+// directory publishes what the last one left. [Store.PublishAck] sends an
+// invoker's acks the same way. The spool is bounded ([WithSpoolMaxBytes]):
+// when full, a Store waits for room, then fails with [ErrSpoolFull] (or
+// goes to the primary with WithFallbackToPrimary); nothing unsent is ever
+// dropped. [Store.Ready] reports a full spool or a failing disk, and
+// package [github.com/go-whisk/activationstore/kafkastore/storemetrics]
+// exports the Store's Stats to Prometheus.
+//
 // # Options
 //
 // [Option] configures New; the persister has its own option type, so a

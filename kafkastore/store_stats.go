@@ -103,6 +103,20 @@ type LatencySummary struct {
 	Count         uint64
 	P50, P90, P99 time.Duration
 	Max           time.Duration
+	// Sum is the total of the durations; Buckets count them cumulatively
+	// at fixed bounds (LatencyBounds), as a Prometheus histogram does.
+	Sum     time.Duration
+	Buckets []uint64
+}
+
+// LatencyBounds are the upper bounds of LatencySummary.Buckets: from
+// 100 µs, the fastest fdatasync, to 30 s, the longest broker request.
+var LatencyBounds = []time.Duration{
+	100 * time.Microsecond, 250 * time.Microsecond, 500 * time.Microsecond,
+	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond,
+	10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond,
+	100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond,
+	time.Second, 2500 * time.Millisecond, 5 * time.Second, 10 * time.Second, 30 * time.Second,
 }
 
 type storeCounters struct {
@@ -137,6 +151,7 @@ func (c *storeCounters) snapshot() StoreStats {
 type pubHistogram struct {
 	buckets [histPowers * histSub]atomic.Uint64
 	max     atomic.Int64
+	sum     atomic.Int64
 }
 
 const (
@@ -168,6 +183,7 @@ func histUpper(i int) int64 {
 func (h *pubHistogram) observe(d time.Duration) {
 	ns := int64(d)
 	h.buckets[histIndex(ns)].Add(1)
+	h.sum.Add(ns)
 	for {
 		m := h.max.Load()
 		if ns <= m || h.max.CompareAndSwap(m, ns) {
@@ -183,9 +199,24 @@ func (h *pubHistogram) summary() LatencySummary {
 		counts[i] = h.buckets[i].Load()
 		total += counts[i]
 	}
-	s := LatencySummary{Count: total, Max: time.Duration(h.max.Load())}
+	s := LatencySummary{Count: total, Max: time.Duration(h.max.Load()), Sum: time.Duration(h.sum.Load())}
+	s.Buckets = make([]uint64, len(LatencyBounds))
 	if total == 0 {
 		return s
+	}
+	// A sub-bucket counts below a bound when its upper edge is at most
+	// the bound: within 1/16 of the bound, as the quantiles.
+	var below uint64
+	next := 0
+	for i, c := range counts {
+		for next < len(LatencyBounds) && histUpper(i) > int64(LatencyBounds[next]) {
+			s.Buckets[next] = below
+			next++
+		}
+		below += c
+	}
+	for ; next < len(LatencyBounds); next++ {
+		s.Buckets[next] = below
 	}
 	quantile := func(q float64) time.Duration {
 		rank := uint64(math.Ceil(q * float64(total)))

@@ -23,6 +23,16 @@ func TestPubHistogramQuantiles(t *testing.T) {
 			t.Errorf("quantile %v, want within 1/16 above %v", c.got, c.want)
 		}
 	}
+	if want := 500500 * time.Microsecond; s.Sum != want {
+		t.Errorf("sum %v, want %v", s.Sum, want)
+	}
+	// Cumulative counts at the bounds, within 1/16 below the exact count.
+	for i, bound := range LatencyBounds {
+		exact := min(uint64(bound/time.Microsecond), 1000)
+		if got := s.Buckets[i]; got > exact || got < exact-exact/16 {
+			t.Errorf("bucket ≤ %v counts %d, want %d (within 1/16 below)", bound, got, exact)
+		}
+	}
 }
 
 func TestRecordBatchSizeIsWhatTheBrokerMeasures(t *testing.T) {
