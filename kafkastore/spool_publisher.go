@@ -69,6 +69,12 @@ func (s *Store) appendSpool(ctx context.Context, topic string, msg *kafka.Messag
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.publishTimeout)
 	defer cancel()
 	start := time.Now()
+	if s.cfg.fallback {
+		// A full spool leaves half the time for the primary.
+		deadline, _ := ctx.Deadline()
+		ctx, cancel = context.WithDeadline(ctx, start.Add(deadline.Sub(start)/2))
+		defer cancel()
+	}
 	payload := appendSpoolRecord(make([]byte, 0, 16+len(topic)+len(msg.Key)+len(msg.Value)+64*len(msg.Headers)), topic, msg)
 	if err := s.spool.Append(ctx, payload); err != nil {
 		return &SpoolError{Dir: s.cfg.spool.dir, DocID: id, Elapsed: time.Since(start), Err: err}
@@ -287,10 +293,11 @@ func (p *spoolPublisher) watchAge(warnAt time.Duration) {
 }
 
 // stop lets the publisher send what is spooled, for at most wait and only
-// while Kafka takes it, then stops it.
+// while Kafka takes it (no send failed meanwhile), then stops it.
 func (p *spoolPublisher) stop(wait time.Duration) {
 	deadline := time.Now().Add(wait)
-	for time.Now().Before(deadline) && !p.failing.Load() && p.sp.Stats().Records > 0 {
+	retries := p.s.stats.publishRetries.Load()
+	for time.Now().Before(deadline) && !p.failing.Load() && p.s.stats.publishRetries.Load() == retries && p.sp.Stats().Records > 0 {
 		time.Sleep(5 * time.Millisecond)
 	}
 	p.cancel()

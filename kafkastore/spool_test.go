@@ -3,6 +3,7 @@ package kafkastore_test
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -28,8 +29,11 @@ func downBroker(t *testing.T) (addr string, start func() *kafkatest.Broker) {
 	t.Helper()
 	ports, err := childproc.FreePorts(1)
 	require.NoError(t, err)
-	return "127.0.0.1:" + strconv.Itoa(ports[0]), func() *kafkatest.Broker {
-		return kafkatest.StartFake(t, kfake.Ports(ports[0]))
+	addr = "127.0.0.1:" + strconv.Itoa(ports[0])
+	return addr, func() *kafkatest.Broker {
+		return kafkatest.StartFake(t, kfake.Ports(ports[0]), kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			return net.Listen(network, addr)
+		}))
 	}
 }
 

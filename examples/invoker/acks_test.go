@@ -2,6 +2,7 @@ package invoker_test
 
 import (
 	"context"
+	"net"
 	"strconv"
 	"testing"
 	"time"
@@ -63,7 +64,8 @@ func TestAcksThroughTheSpoolOutliveKafkaOutage(t *testing.T) {
 	require.EqualValues(t, n, st.Spooled, "every ack is in the spool")
 	require.Zero(t, st.Published, "no broker was up to take any")
 
-	b := kafkatest.StartFake(t, kfake.Ports(ports[0]), kfake.SeedTopics(1, invoker.AckTopic(2)))
+	b := kafkatest.StartFake(t, kfake.Ports(ports[0]), kfake.SeedTopics(1, invoker.AckTopic(2)),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) { return net.Listen(network, addr) }))
 	msgs := readAcks(t, b.Addr(), invoker.AckTopic(2), n)
 	for i, m := range msgs {
 		var id string
