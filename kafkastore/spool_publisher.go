@@ -286,7 +286,7 @@ func (p *spoolPublisher) watchAge(warnAt time.Duration) {
 		if age := time.Since(st.Oldest); age > warnAt && time.Since(warned) >= time.Minute {
 			warned = time.Now()
 			p.s.log.Warn("kafkastore: spooled records are waiting for Kafka",
-				slog.Duration("oldestAge", age.Round(time.Second)), slog.Int64("records", st.Records),
+				slog.Duration("oldestAge", age.Round(time.Millisecond)), slog.Int64("records", st.Records),
 				slog.Int64("bytes", st.Bytes), slog.Bool("kafkaFailing", p.failing.Load()))
 		}
 	}

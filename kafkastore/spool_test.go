@@ -3,6 +3,7 @@ package kafkastore_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -277,4 +278,31 @@ func diskUse(t *testing.T, dir string) int64 {
 	})
 	require.NoError(t, err)
 	return total
+}
+
+// TestSpoolWarnsOfOldRecords: while the oldest spooled record is older
+// than WithSpoolAgeWarning, the Store logs a warning saying how old and
+// how many are waiting, and that Kafka is failing.
+func TestSpoolWarnsOfOldRecords(t *testing.T) {
+	addr, _ := downBroker(t)
+	dir := t.TempDir()
+	var logs logBuffer
+	s := newSpooledStore(t, addr, kafkatest.Topic(t, "completed-age"), dir, memory.New(),
+		kafkastore.WithSpool(dir, kafkastore.WithSpoolAgeWarning(100*time.Millisecond)), kafkastore.WithLogger(logs.logger()))
+	for range 3 {
+		_, err := s.Store(ctxT(t), activationtest.New("guest"), store.UserContext{})
+		require.NoError(t, err)
+	}
+	var warnings []map[string]any
+	require.Eventually(t, func() bool {
+		warnings = logs.entries(t, slog.LevelWarn, "spooled records are waiting for Kafka")
+		return len(warnings) > 0
+	}, 5*time.Second, 20*time.Millisecond, "no warning of old spooled records")
+	w := warnings[0]
+	assert.EqualValues(t, 3, w["records"])
+	assert.Equal(t, true, w["kafkaFailing"])
+	age := time.Duration(w["oldestAge"].(float64)) // slog's JSON: nanoseconds
+	assert.GreaterOrEqual(t, age, 100*time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	assert.Len(t, logs.entries(t, slog.LevelWarn, "spooled records are waiting for Kafka"), 1, "the warning repeats at most once a minute")
 }
