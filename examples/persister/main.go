@@ -171,6 +171,19 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string, env
 	return fs.Parse(args)
 }
 
+// flagEnv names the environment variable of each flag.
+var flagEnv = map[string]string{
+	"brokers": "PERSISTER_BROKERS", "couchdb": "COUCHDB_URL", "db": "COUCHDB_DB",
+	"elasticsearch": "ELASTICSEARCH_URL", "index-pattern": "ELASTICSEARCH_INDEX_PATTERN", "elasticsearch-ca-file": "ELASTICSEARCH_CA_FILE",
+	"group-id": "PERSISTER_GROUP_ID", "client-id": "PERSISTER_CLIENT_ID", "group-instance-id": "PERSISTER_GROUP_INSTANCE_ID", "topic-pattern": "PERSISTER_TOPIC_PATTERN",
+	"batch-size": "PERSISTER_BATCH_SIZE", "dead-letter-topic": "PERSISTER_DEAD_LETTER_TOPIC",
+	"max-in-flight": "PERSISTER_MAX_IN_FLIGHT", "batch-wait": "PERSISTER_BATCH_WAIT",
+	"session-timeout": "PERSISTER_SESSION_TIMEOUT", "heartbeat": "PERSISTER_HEARTBEAT",
+	"listen": "PERSISTER_LISTEN", "log-level": "PERSISTER_LOG_LEVEL",
+	"sasl-mechanism": "PERSISTER_SASL_MECHANISM", "sasl-username": "PERSISTER_SASL_USERNAME",
+	"sasl-password-file": "PERSISTER_SASL_PASSWORD_FILE", "tls": "PERSISTER_TLS", "tls-ca-file": "PERSISTER_TLS_CA_FILE",
+}
+
 func parse(args []string, getenv func(string) string, stderr io.Writer) (*settings, error) {
 	fs := flag.NewFlagSet("persister", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -198,17 +211,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*settin
 	passwordFile := fs.String("sasl-password-file", "", "file holding the SASL password; or set PERSISTER_SASL_PASSWORD [PERSISTER_SASL_PASSWORD_FILE]")
 	fs.BoolVar(&s.tls, "tls", false, "connect to the brokers over TLS [PERSISTER_TLS]")
 	fs.StringVar(&s.tlsCAFile, "tls-ca-file", "", "PEM file of the CAs that sign the brokers' certificates; implies -tls [PERSISTER_TLS_CA_FILE]")
-	err := parseFlags(fs, args, getenv, map[string]string{
-		"brokers": "PERSISTER_BROKERS", "couchdb": "COUCHDB_URL", "db": "COUCHDB_DB",
-		"elasticsearch": "ELASTICSEARCH_URL", "index-pattern": "ELASTICSEARCH_INDEX_PATTERN", "elasticsearch-ca-file": "ELASTICSEARCH_CA_FILE",
-		"group-id": "PERSISTER_GROUP_ID", "client-id": "PERSISTER_CLIENT_ID", "group-instance-id": "PERSISTER_GROUP_INSTANCE_ID", "topic-pattern": "PERSISTER_TOPIC_PATTERN",
-		"batch-size": "PERSISTER_BATCH_SIZE", "dead-letter-topic": "PERSISTER_DEAD_LETTER_TOPIC",
-		"max-in-flight": "PERSISTER_MAX_IN_FLIGHT", "batch-wait": "PERSISTER_BATCH_WAIT",
-		"session-timeout": "PERSISTER_SESSION_TIMEOUT", "heartbeat": "PERSISTER_HEARTBEAT",
-		"listen": "PERSISTER_LISTEN", "log-level": "PERSISTER_LOG_LEVEL",
-		"sasl-mechanism": "PERSISTER_SASL_MECHANISM", "sasl-username": "PERSISTER_SASL_USERNAME",
-		"sasl-password-file": "PERSISTER_SASL_PASSWORD_FILE", "tls": "PERSISTER_TLS", "tls-ca-file": "PERSISTER_TLS_CA_FILE",
-	})
+	err := parseFlags(fs, args, getenv, flagEnv)
 	if err != nil {
 		return nil, err
 	}
