@@ -11,7 +11,9 @@ import (
 // ExactAnnotationsField is the member of the Elasticsearch document that
 // holds the annotations in the array form, as a JSON string, when
 // OpenWhisk's object form would lose something (a repeated key, an init
-// or encryption member). OpenWhisk's reader ignores it.
+// or encryption member, a "binding" whose value is an object or an array,
+// which the object form leaves out since indices index it as text).
+// OpenWhisk's reader ignores it.
 const ExactAnnotationsField = "annotationsArray"
 
 // ElasticsearchPath is the "path" member OpenWhisk's
@@ -132,6 +134,14 @@ func appendSearchAnnotations(dst []byte, as []store.Annotation, field string) ([
 			lossy = true
 		}
 	}
+	// "binding" is indexed as text (OpenWhisk's scheduler queries it): an
+	// object there would make the server refuse the whole document. Such
+	// a value, which OpenWhisk never writes, is left out of the object
+	// and kept in the exact form.
+	unindexable := -1
+	if i, ok := last["binding"]; ok && !scalarJSON(as[i].Value) {
+		unindexable, lossy = i, true
+	}
 	// The array first: it checks every value in order, as MarshalDocument.
 	var exact []byte
 	var err error
@@ -144,7 +154,7 @@ func appendSearchAnnotations(dst []byte, as []store.Annotation, field string) ([
 	n := 0
 	for i := range as {
 		an := &as[i]
-		if last[an.Key] != i {
+		if last[an.Key] != i || i == unindexable {
 			continue
 		}
 		if n > 0 {
@@ -163,6 +173,21 @@ func appendSearchAnnotations(dst []byte, as []store.Annotation, field string) ([
 	}
 	dst = append(dst, `,"`+ExactAnnotationsField+`":`...)
 	return appendString(dst, unsafeString(exact)), nil
+}
+
+// scalarJSON reports whether raw is a JSON string, number, boolean or
+// null (or absent).
+func scalarJSON(raw []byte) bool {
+	for _, c := range raw {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		case '{', '[':
+			return false
+		}
+		return true
+	}
+	return true
 }
 
 // appendInstant writes epoch milliseconds as java.time.Instant.toString

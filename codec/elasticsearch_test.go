@@ -79,6 +79,39 @@ func TestElasticsearchDocumentShape(t *testing.T) {
 	assert.True(t, got.Annotations[2].Init)
 }
 
+// TestElasticsearchDocumentUnindexableBinding: a "binding" annotation
+// whose value is an object or an array stays out of the object form
+// (indices index binding as text, and the server would refuse the whole
+// document), is kept in the exact form, and reads back whole; a scalar
+// binding stays in the object.
+func TestElasticsearchDocumentUnindexableBinding(t *testing.T) {
+	for _, v := range []string{`{"namespace":"guest","name":"bnd"}`, `["guest/bnd"]`, ` {"x":1}`} {
+		a := esActivation()
+		a.Annotations[0].Value = json.RawMessage(v)
+		b, err := codec.MarshalElasticsearchDocument(a, time.UnixMilli(5))
+		require.NoError(t, err)
+		var doc map[string]any
+		require.NoError(t, json.Unmarshal(b, &doc))
+		assert.Equal(t, map[string]any{"kind": "nodejs:20"}, doc["annotations"], "binding %s", v)
+		assert.Contains(t, doc, codec.ExactAnnotationsField, "binding %s", v)
+		assert.Equal(t, "guest/hello", doc["path"], "a binding that is not a string is not in the path")
+		got, err := codec.UnmarshalElasticsearchDocument(b)
+		require.NoError(t, err)
+		require.Len(t, got.Annotations, 2)
+		assert.JSONEq(t, v, string(got.Annotations[0].Value), "binding %s read back", v)
+	}
+	for _, v := range []string{`"guest/bnd"`, `42`, `true`, `null`} {
+		a := esActivation()
+		a.Annotations[0].Value = json.RawMessage(v)
+		b, err := codec.MarshalElasticsearchDocument(a, time.UnixMilli(5))
+		require.NoError(t, err)
+		var doc map[string]any
+		require.NoError(t, json.Unmarshal(b, &doc))
+		assert.Contains(t, doc["annotations"], "binding", "scalar binding %s", v)
+		assert.NotContains(t, doc, codec.ExactAnnotationsField, "scalar binding %s", v)
+	}
+}
+
 // TestElasticsearchDocumentStringsAsSprayJSON: strings are written by the
 // codec's escaper, as in every other form: U+FFFF escaped (spray-json's
 // parser takes it raw as the end of input, and the encoding/json escaper

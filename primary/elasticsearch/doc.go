@@ -78,14 +78,17 @@
 //     annotations.binding and name, over the whole index and @timestamp.
 //     Here both are the exact path (binding + "/" + name is the path of
 //     such activations) within the namespace, and the window bounds start,
-//     the value @timestamp is written from. This package's template does
-//     not index annotations (any shape of annotation is then accepted), so
-//     a Scala scheduler's binding query finds nothing in its indices.
+//     the value @timestamp is written from. This package's template
+//     indexes annotations.binding as dynamic mapping types a string, so a
+//     Scala scheduler's queries find the same activations in its indices;
+//     every other annotation is left unindexed.
 //   - Indices of dynamic mapping (OpenWhisk's) give each annotation key the
 //     type of its first value; a later record with another type for the
 //     key is refused by the server, and its Store fails with
 //     store.ErrInvalid (OpenWhisk's write fails the same way). This
-//     package's template stores annotations without indexing them.
+//     package's template indexes only the binding annotation, and the
+//     codec keeps a binding that is not a scalar out of the indexed
+//     object, so no annotation makes the server refuse a document.
 //
 // # Errors
 //

@@ -185,6 +185,10 @@ func (s *Store) TemplateName() string {
 // names them (text or keyword with a .keyword sub-field) so that one query
 // serves indices of either origin; everything else stays in _source only,
 // so annotations and results of any shape never meet a mapping conflict.
+// Of the annotations, "binding" is indexed, as dynamic mapping types a
+// string (text, with .keyword): OpenWhisk's scheduler matches it for
+// actions invoked through a package binding. The codec keeps a binding
+// that is not a scalar out of the indexed object.
 const mappingProperties = `{
 	"namespace": {"type": "keyword", "fields": {"keyword": {"type": "keyword"}}},
 	"name": {"type": "keyword", "fields": {"keyword": {"type": "keyword"}}},
@@ -200,7 +204,9 @@ const mappingProperties = `{
 	"updated": {"type": "long"},
 	"@timestamp": {"type": "date", "ignore_malformed": true},
 	"response": {"type": "object", "dynamic": false, "properties": {"statusCode": {"type": "integer"}}},
-	"annotations": {"type": "object", "enabled": false}
+	"annotations": {"type": "object", "dynamic": false, "properties": {
+		"binding": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}}
+	}}
 }`
 
 func (s *Store) installTemplate(ctx context.Context) error {
