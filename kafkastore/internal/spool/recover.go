@@ -71,9 +71,9 @@ func (sc *scanner) frameAt(off int64, last uint64) (header, frameState) {
 	return h, frameOK
 }
 
-// nextFrame searches [from, size) for the next checksummed frame and
-// reports whether any byte there is not zero.
-func (sc *scanner) nextFrame(from int64, last uint64) (at int64, h header, st frameState, nonzero bool) {
+// nextFrame searches [from, size) for the next checksummed frame (not at
+// skip) and reports whether any byte there is not zero.
+func (sc *scanner) nextFrame(from, skip int64, last uint64) (at int64, h header, st frameState, nonzero bool) {
 	for off := from; off < sc.g.size; {
 		c := sc.srch[:min(sc.g.size-off, scanChunk)]
 		n, err := sc.g.f.ReadAt(c, off)
@@ -88,6 +88,10 @@ func (sc *scanner) nextFrame(from int64, last uint64) (at int64, h header, st fr
 			j := bytes.Index(c[i:], magicBytes)
 			if j < 0 {
 				break
+			}
+			if off+int64(i+j) == skip {
+				i += j + 1
+				continue
 			}
 			if h, st := sc.frameAt(off+int64(i+j), last); st != frameBad {
 				return off + int64(i+j), h, st, true
@@ -240,11 +244,11 @@ func (s *Spool) scan(g *segment, last uint64, isLast bool) uint64 {
 		if off > start {
 			g.extents = append(g.extents, extent{start, off})
 		}
-		from := off + 1
+		skip := off // the bad frame itself
 		if st == frameStale {
-			from = off // a stale frame ends the segment: cut from it
+			skip = -1 // a stale frame ends the segment: cut from it
 		}
-		at, nh, nst, nonzero := sc.nextFrame(from, last)
+		at, nh, nst, nonzero := sc.nextFrame(off, skip, last)
 		if st != frameStale && nst == frameOK {
 			// Valid frames follow: keep them, count what lies between.
 			lost := uint64(1)
