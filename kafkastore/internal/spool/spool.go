@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -397,6 +398,12 @@ func (s *Spool) writer() {
 		s.mu.Unlock()
 		for _, r := range batch {
 			r.done <- nil
+		}
+		if len(batch) > 1 {
+			// Let the callers just answered append again before the next
+			// group is taken: with few CPUs they would otherwise straggle
+			// into the group after it, halving every group.
+			runtime.Gosched()
 		}
 	}
 }
