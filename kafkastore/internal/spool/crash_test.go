@@ -226,8 +226,8 @@ func TestFailedSyncRetiresTheSegment(t *testing.T) {
 		}
 		run.ok = append(run.ok, string(p))
 	}
-	// Hold the writer in its next sync so that a group of five queues
-	// behind it, then fail that group's sync.
+	// Hold the syncer in its next sync so that five Appends are written
+	// behind it, then fail the sync that covers them.
 	release := make(chan struct{})
 	held := make(chan struct{})
 	cfs.mu.Lock()
@@ -256,11 +256,15 @@ func TestFailedSyncRetiresTheSegment(t *testing.T) {
 	for i := 11; i < 16; i++ {
 		go func() { group <- s.Append(ctx, crashPayload(i)) }()
 	}
-	for {
+	for { // written behind the held sync, waiting for the next one
 		s.mu.Lock()
-		n := len(s.queue)
+		n := 0
+		for _, f := range s.flights {
+			n += len(f.batch)
+		}
+		queued := len(s.queue)
 		s.mu.Unlock()
-		if n == 5 {
+		if n == 5 && queued == 0 {
 			break
 		}
 		time.Sleep(time.Millisecond)

@@ -180,6 +180,7 @@ func (s *Spool) recover() error {
 	s.nextSeq = last + 1
 	if n := len(s.segs); n > 0 {
 		g := s.segs[n-1]
+		g.written = g.end()
 		if !g.retired {
 			s.active = g
 		}
