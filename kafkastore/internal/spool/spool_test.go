@@ -77,7 +77,13 @@ func TestAppendReadAckReopen(t *testing.T) {
 	if st.Segments < 2 || st.Records != n || st.Appended != n {
 		t.Fatalf("stats %+v: want several segments and %d records", st, n)
 	}
+	if st.Oldest.IsZero() || st.Oldest.After(time.Now()) || st.Bytes != int64(n)*(headerSize+412) {
+		t.Fatalf("stats %+v: want the oldest record's time and %d frames of %d bytes", st, n, headerSize+412)
+	}
 	s.Ack(recs[199].Seq)
+	if st := s.Stats(); st.Records != n-200 || st.Acked != 200 || !st.Oldest.Equal(recs[200].Appended) {
+		t.Fatalf("stats after acknowledging 200: %+v, want %d records, oldest %v", st, n-200, recs[200].Appended)
+	}
 	s.flushCursor()
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -105,7 +111,7 @@ func TestAppendReadAckReopen(t *testing.T) {
 	}
 	s2.Ack(r[0].Seq)
 	s2.flushCursor()
-	if st := s2.Stats(); st.Records != 0 || st.Segments != 1 {
+	if st := s2.Stats(); st.Records != 0 || st.Segments != 1 || !st.Oldest.IsZero() {
 		t.Fatalf("after acking everything: %+v, want no records and only the active segment", st)
 	}
 }
