@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -489,6 +490,12 @@ func (s *Spool) syncFlights(g *segment, fl []flight) {
 		for _, r := range f.batch {
 			r.done <- nil
 		}
+	}
+	if records > 1 {
+		// Let the callers just answered append again, and the writer
+		// write them, before the next sync: with few CPUs they would
+		// otherwise straggle into the sync after it, halving every group.
+		runtime.Gosched()
 	}
 }
 
