@@ -146,6 +146,7 @@ func (s *Spool) recover() error {
 	}
 
 	last := uint64(0) // the seq every frame must exceed
+	sc := &scanner{s: s, crc: make([]byte, scanChunk), srch: make([]byte, scanChunk)}
 	for i, first := range firsts {
 		g := &segment{first: first, path: filepath.Join(s.dir, segmentName(first))}
 		f, err := s.fs.OpenFile(g.path, os.O_RDWR, 0)
@@ -157,7 +158,8 @@ func (s *Spool) recover() error {
 			_ = f.Close()
 			return hint("stat segment", g.path, err)
 		}
-		last = s.scan(g, last, i == len(firsts)-1)
+		sc.g = g
+		last = s.scan(sc, last, i == len(firsts)-1)
 		if len(g.extents) == 0 {
 			// Nothing durable in it (a crash right after its creation, or
 			// a group that failed): drop it; the writer creates afresh.
@@ -220,11 +222,11 @@ func (s *Spool) readCursor(exists bool) uint64 {
 	return next
 }
 
-// scan walks g's frames after last (the previous segment's last seq),
+// scan walks sc.g's frames after last (the previous segment's last seq),
 // records its extents, and counts and repairs damage. It returns the
 // last seq found.
-func (s *Spool) scan(g *segment, last uint64, isLast bool) uint64 {
-	sc := &scanner{s: s, g: g, crc: make([]byte, scanChunk), srch: make([]byte, scanChunk)}
+func (s *Spool) scan(sc *scanner, last uint64, isLast bool) uint64 {
+	g := sc.g
 	last = max(last, g.first-1)
 	quarantined := false
 	start, off := int64(0), int64(0)
