@@ -12,8 +12,13 @@
 // CursorInterval and at Close). So the only duplicates are the records
 // acknowledged within the last CursorInterval before a crash, and records
 // whose Append failed with a *WriteError but whose bytes reached the disk
-// anyway. Concurrent Appends share one write and one fdatasync (group
-// commit): no timer ever answers before the sync.
+// anyway. Concurrent Appends share syncs (group commit): a writer goroutine
+// writes each group of queued records with one write while a syncer
+// goroutine's fdatasync covers every group written before it started; no
+// timer ever answers before the sync. A failed fdatasync fails every
+// Append it covered and retires the segment file: it is never synced
+// again (the kernel may have dropped its dirty pages), and the next group
+// goes to a new segment.
 //
 // The spool is bounded: when the live segments would exceed MaxBytes, an
 // Append waits for the publisher to free room and then fails with

@@ -243,6 +243,7 @@ func (s *Spool) writeCursor(next uint64) error {
 // cursor passed, never the active one nor one not yet read past.
 func (s *Spool) deleteDelivered() {
 	s.mu.Lock()
+	s.readableLocked() // moves the read position past finished segments
 	n := 0
 	for _, g := range s.segs {
 		if g == s.active || g == s.rseg || g.lastSeq >= s.durable {

@@ -71,9 +71,9 @@ func (sc *scanner) frameAt(off int64, last uint64) (header, frameState) {
 	return h, frameOK
 }
 
-// nextFrame searches [from, size) for the next checksummed frame and
-// reports whether any byte there is not zero.
-func (sc *scanner) nextFrame(from int64, last uint64) (at int64, h header, st frameState, nonzero bool) {
+// nextFrame searches [from, size) for the next checksummed frame (not at
+// skip) and reports whether any byte there is not zero.
+func (sc *scanner) nextFrame(from, skip int64, last uint64) (at int64, h header, st frameState, nonzero bool) {
 	for off := from; off < sc.g.size; {
 		c := sc.srch[:min(sc.g.size-off, scanChunk)]
 		n, err := sc.g.f.ReadAt(c, off)
@@ -88,6 +88,10 @@ func (sc *scanner) nextFrame(from int64, last uint64) (at int64, h header, st fr
 			j := bytes.Index(c[i:], magicBytes)
 			if j < 0 {
 				break
+			}
+			if off+int64(i+j) == skip {
+				i += j + 1
+				continue
 			}
 			if h, st := sc.frameAt(off+int64(i+j), last); st != frameBad {
 				return off + int64(i+j), h, st, true
@@ -142,6 +146,7 @@ func (s *Spool) recover() error {
 	}
 
 	last := uint64(0) // the seq every frame must exceed
+	sc := &scanner{s: s, crc: make([]byte, scanChunk), srch: make([]byte, scanChunk)}
 	for i, first := range firsts {
 		g := &segment{first: first, path: filepath.Join(s.dir, segmentName(first))}
 		f, err := s.fs.OpenFile(g.path, os.O_RDWR, 0)
@@ -153,7 +158,8 @@ func (s *Spool) recover() error {
 			_ = f.Close()
 			return hint("stat segment", g.path, err)
 		}
-		last = s.scan(g, last, i == len(firsts)-1)
+		sc.g = g
+		last = s.scan(sc, last, i == len(firsts)-1)
 		if len(g.extents) == 0 {
 			// Nothing durable in it (a crash right after its creation, or
 			// a group that failed): drop it; the writer creates afresh.
@@ -176,6 +182,7 @@ func (s *Spool) recover() error {
 	s.nextSeq = last + 1
 	if n := len(s.segs); n > 0 {
 		g := s.segs[n-1]
+		g.written = g.end()
 		if !g.retired {
 			s.active = g
 		}
@@ -215,11 +222,11 @@ func (s *Spool) readCursor(exists bool) uint64 {
 	return next
 }
 
-// scan walks g's frames after last (the previous segment's last seq),
+// scan walks sc.g's frames after last (the previous segment's last seq),
 // records its extents, and counts and repairs damage. It returns the
 // last seq found.
-func (s *Spool) scan(g *segment, last uint64, isLast bool) uint64 {
-	sc := &scanner{s: s, g: g, crc: make([]byte, scanChunk), srch: make([]byte, scanChunk)}
+func (s *Spool) scan(sc *scanner, last uint64, isLast bool) uint64 {
+	g := sc.g
 	last = max(last, g.first-1)
 	quarantined := false
 	start, off := int64(0), int64(0)
@@ -240,11 +247,11 @@ func (s *Spool) scan(g *segment, last uint64, isLast bool) uint64 {
 		if off > start {
 			g.extents = append(g.extents, extent{start, off})
 		}
-		from := off + 1
+		skip := off // the bad frame itself
 		if st == frameStale {
-			from = off // a stale frame ends the segment: cut from it
+			skip = -1 // a stale frame ends the segment: cut from it
 		}
-		at, nh, nst, nonzero := sc.nextFrame(from, last)
+		at, nh, nst, nonzero := sc.nextFrame(off, skip, last)
 		if st != frameStale && nst == frameOK {
 			// Valid frames follow: keep them, count what lies between.
 			lost := uint64(1)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -128,7 +129,9 @@ type segment struct {
 	size    int64    // allocated size of the file
 	extents []extent // durable frames; more than one after mid-file damage
 	lastSeq uint64   // last durable seq, first-1 when none
+	written int64    // end of the frames written, synced or not
 	retired bool     // a write or sync failed: never written again
+	err     error    // the failed sync: never synced again
 }
 
 func (g *segment) end() int64 {
@@ -176,6 +179,10 @@ type Spool struct {
 
 	queue   []*appendReq
 	pending int64 // frame bytes queued or being written
+	flights []flight
+	// syncKick wakes the syncer; writerExited tells it no flight follows.
+	syncKick     chan struct{}
+	writerExited bool
 
 	segs    []*segment
 	active  *segment // the segment appended to; nil after a failure
@@ -226,6 +233,7 @@ func Open(dir string, o Options) (*Spool, error) {
 		maxFrame:   min(o.MaxBytes/2, headerSize+(1<<32-1)),
 		closedCh:   make(chan struct{}),
 		kick:       make(chan struct{}, 1),
+		syncKick:   make(chan struct{}, 1),
 		roomCh:     make(chan struct{}),
 		dataCh:     make(chan struct{}),
 		flushCh:    make(chan chan struct{}),
@@ -252,6 +260,7 @@ func Open(dir string, o Options) (*Spool, error) {
 		return nil, err
 	}
 	go s.writer()
+	go s.syncer()
 	go s.cursorLoop()
 	return s, nil
 }
@@ -321,7 +330,7 @@ func (s *Spool) usedLocked() int64 {
 	used := s.pending
 	for _, g := range s.segs {
 		if g == s.active {
-			used += g.end()
+			used += g.written
 		} else {
 			used += g.size
 		}
@@ -329,8 +338,16 @@ func (s *Spool) usedLocked() int64 {
 	return used
 }
 
+// writer turns queued Appends into groups: it encodes each group and
+// writes it with one pwrite, then hands it to the syncer and goes on with
+// the next while the syncer's fdatasync runs.
 func (s *Spool) writer() {
-	defer close(s.writerDone)
+	defer func() {
+		s.mu.Lock()
+		s.writerExited = true
+		s.mu.Unlock()
+		s.kickSyncer()
+	}()
 	for {
 		s.mu.Lock()
 		for len(s.queue) == 0 {
@@ -347,58 +364,154 @@ func (s *Spool) writer() {
 		}
 		g := s.active
 		head := s.queue[0].frame
-		if g == nil || head > g.size-g.end() {
+		if g == nil || head > g.size-g.written {
 			name := s.nextSeq
 			s.mu.Unlock()
 			if err := s.roll(name, head); err != nil {
 				s.mu.Lock()
 				batch := s.takeLocked(groupBytes)
 				s.mu.Unlock()
-				s.fail(batch, err)
+				s.fail(batch, err, false)
 			}
 			continue
 		}
-		batch := s.takeLocked(min(groupBytes, g.size-g.end()))
+		batch := s.takeLocked(min(groupBytes, g.size-g.written))
 		first := s.nextSeq
 		s.nextSeq += uint64(len(batch))
-		off := g.end()
+		off := g.written
 		s.mu.Unlock()
 
 		n, err := s.writeGroup(g, off, first, batch)
 		if err != nil {
-			s.mu.Lock()
-			g.retired = true
-			if s.active == g {
-				s.active = nil
-			}
-			s.mu.Unlock()
-			s.log.Error("spool: a group could not be made durable; its Appends failed, the segment is retired", "segment", g.path, "err", err)
-			s.fail(batch, err)
+			s.retire(g, err)
+			s.fail(batch, err, false)
 			continue
 		}
 		s.mu.Lock()
-		if len(g.extents) > 0 && g.extents[len(g.extents)-1].end == off {
-			g.extents[len(g.extents)-1].end = off + n
-		} else {
-			g.extents = append(g.extents, extent{off, off + n})
-		}
-		g.lastSeq = first + uint64(len(batch)) - 1
-		s.lastDurable = g.lastSeq
+		g.written = off + n
 		s.pending -= n
-		s.st.Appended += uint64(len(batch))
-		s.st.Records += int64(len(batch))
-		s.st.Bytes += n
-		s.st.DiskError = nil
-		if s.rseg == nil {
-			s.rseg, s.roff = g, off
-		}
-		close(s.dataCh)
-		s.dataCh = make(chan struct{})
+		s.flights = append(s.flights, flight{g: g, off: off, n: n, first: first, batch: batch})
 		s.mu.Unlock()
-		for _, r := range batch {
+		s.kickSyncer()
+	}
+}
+
+func (s *Spool) kickSyncer() {
+	select {
+	case s.syncKick <- struct{}{}:
+	default:
+	}
+}
+
+// flight is a group written and not yet synced.
+type flight struct {
+	g      *segment
+	off, n int64
+	first  uint64
+	batch  []*appendReq
+}
+
+// syncer makes the written groups durable: one fdatasync covers every
+// group written before it started. Only then are their Appends answered.
+func (s *Spool) syncer() {
+	defer close(s.writerDone)
+	for {
+		s.mu.Lock()
+		for len(s.flights) == 0 {
+			if s.writerExited {
+				s.mu.Unlock()
+				return
+			}
+			s.mu.Unlock()
+			<-s.syncKick
+			s.mu.Lock()
+		}
+		fl := s.flights
+		s.flights = nil
+		s.mu.Unlock()
+		for len(fl) > 0 {
+			g := fl[0].g
+			n := 1
+			for n < len(fl) && fl[n].g == g {
+				n++
+			}
+			s.syncFlights(g, fl[:n])
+			fl = fl[n:]
+		}
+	}
+}
+
+func (s *Spool) syncFlights(g *segment, fl []flight) {
+	s.mu.Lock()
+	err := g.err // a sync of g failed before: never sync it again
+	s.mu.Unlock()
+	if err == nil {
+		start := time.Now()
+		err = g.f.Sync()
+		if s.o.ObserveSync != nil {
+			s.o.ObserveSync(time.Since(start))
+		}
+		if err != nil {
+			err = &WriteError{Op: "fdatasync", Path: g.path, Err: unwrapPath(err)}
+			s.retire(g, err)
+		}
+	}
+	if err != nil {
+		var batch []*appendReq
+		for _, f := range fl {
+			batch = append(batch, f.batch...)
+		}
+		s.fail(batch, err, true)
+		return
+	}
+	s.mu.Lock()
+	records := 0
+	for _, f := range fl {
+		if len(g.extents) > 0 && g.extents[len(g.extents)-1].end == f.off {
+			g.extents[len(g.extents)-1].end = f.off + f.n
+		} else {
+			g.extents = append(g.extents, extent{f.off, f.off + f.n})
+		}
+		g.lastSeq = f.first + uint64(len(f.batch)) - 1
+		records += len(f.batch)
+		s.st.Bytes += f.n
+	}
+	s.lastDurable = g.lastSeq
+	s.st.Appended += uint64(records)
+	s.st.Records += int64(records)
+	s.st.DiskError = nil
+	if s.rseg == nil {
+		s.rseg, s.roff = g, fl[0].off
+	}
+	close(s.dataCh)
+	s.dataCh = make(chan struct{})
+	s.mu.Unlock()
+	for _, f := range fl {
+		for _, r := range f.batch {
 			r.done <- nil
 		}
 	}
+	if records > 1 {
+		// Let the callers just answered append again, and the writer
+		// write them, before the next sync: with few CPUs they would
+		// otherwise straggle into the sync after it, halving every group.
+		runtime.Gosched()
+	}
+}
+
+// retire stops appending to g after a failed write or sync: the writer
+// moves to a new segment and the syncer never syncs g again.
+func (s *Spool) retire(g *segment, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g.err == nil {
+		g.err = err
+	}
+	g.retired = true
+	if s.active == g {
+		s.active = nil
+	}
+	s.log.Error("spool: a group could not be made durable; its Appends failed and the segment is retired", "segment", g.path, "err", err)
 }
 
 // takeLocked removes from the queue the requests whose frames fit in limit
@@ -419,10 +532,14 @@ func (s *Spool) takeLocked(limit int64) []*appendReq {
 	return batch
 }
 
-func (s *Spool) fail(batch []*appendReq, err error) {
+// fail answers batch with err; written says whether its bytes moved from
+// pending into a segment already.
+func (s *Spool) fail(batch []*appendReq, err error, written bool) {
 	s.mu.Lock()
 	for _, r := range batch {
-		s.pending -= r.frame
+		if !written {
+			s.pending -= r.frame
+		}
 	}
 	s.st.WriteErrors++
 	s.st.DiskError = err
@@ -434,8 +551,8 @@ func (s *Spool) fail(batch []*appendReq, err error) {
 	}
 }
 
-// writeGroup writes the batch's frames at off with one write and one
-// fdatasync.
+// writeGroup encodes the batch's frames and writes them at off with one
+// write.
 func (s *Spool) writeGroup(g *segment, off int64, first uint64, batch []*appendReq) (int64, error) {
 	var n int64
 	for _, r := range batch {
@@ -456,14 +573,6 @@ func (s *Spool) writeGroup(g *segment, off int64, first uint64, batch []*appendR
 	}
 	if _, err := g.f.WriteAt(b, off); err != nil {
 		return 0, &WriteError{Op: "write", Path: g.path, Err: unwrapPath(err)}
-	}
-	start := time.Now()
-	err := g.f.Sync()
-	if s.o.ObserveSync != nil {
-		s.o.ObserveSync(time.Since(start))
-	}
-	if err != nil {
-		return 0, &WriteError{Op: "fdatasync", Path: g.path, Err: unwrapPath(err)}
 	}
 	return n, nil
 }
