@@ -28,8 +28,9 @@ type spoolPublisher struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	done    chan struct{}
-	failing atomic.Bool // the latest send failed: Kafka unreachable or refusing
-	seq     int         // batches sent, for batchBalancer's rotation
+	failing atomic.Bool           // the latest send failed: Kafka unreachable or refusing
+	readErr atomic.Pointer[error] // the spool could not be read; nil once it can
+	seq     int                   // batches sent, for batchBalancer's rotation
 }
 
 // publisherBackoff spaces the attempts of a batch Kafka does not take: a
@@ -106,11 +107,28 @@ func (s *Store) spoolFailed(ctx context.Context, a *store.Activation, uc store.U
 
 func (p *spoolPublisher) run() {
 	defer close(p.done)
-	for {
+	for attempt := 1; ; {
 		recs, err := p.sp.Read(p.ctx, maxBatchRecords, p.s.maxRequestSize)
-		if err != nil {
+		switch {
+		case p.ctx.Err() != nil || errors.Is(err, spool.ErrClosed):
 			return // closing; the records stay for the next process
+		case err != nil:
+			// The disk corrupted a frame under a running spool (Open
+			// cuts or quarantines what it finds, but a live read stops
+			// at it): say so loudly, and in Ready, until a restart.
+			p.readErr.Store(&err)
+			if attempt == 1 || attempt%30 == 0 {
+				p.s.log.Error("kafkastore: cannot read the spool; publishing has stopped: restart the process, whose spool recovery sets the damage aside",
+					slog.Int("attempt", attempt), slog.Any("error", err))
+			}
+			if !kafkaconn.Sleep(p.ctx, publisherBackoff.Wait(attempt)) {
+				return
+			}
+			attempt++
+			continue
 		}
+		attempt = 1
+		p.readErr.Store(nil)
 		if !p.deliver(recs) {
 			return
 		}
@@ -293,11 +311,13 @@ func (p *spoolPublisher) watchAge(warnAt time.Duration) {
 }
 
 // stop lets the publisher send what is spooled, for at most wait and only
-// while Kafka takes it (no send failed meanwhile), then stops it.
+// while Kafka takes it (no send failed meanwhile) and the spool reads,
+// then stops it.
 func (p *spoolPublisher) stop(wait time.Duration) {
 	deadline := time.Now().Add(wait)
 	retries := p.s.stats.publishRetries.Load()
-	for time.Now().Before(deadline) && !p.failing.Load() && p.s.stats.publishRetries.Load() == retries && p.sp.Stats().Records > 0 {
+	for time.Now().Before(deadline) && !p.failing.Load() && p.readErr.Load() == nil &&
+		p.s.stats.publishRetries.Load() == retries && p.sp.Stats().Records > 0 {
 		time.Sleep(5 * time.Millisecond)
 	}
 	p.cancel()
@@ -322,6 +342,9 @@ func (s *Store) Ready() error {
 	}
 	st := s.spool.Stats()
 	dir := s.cfg.spool.dir
+	if rerr := s.publisher.readErr.Load(); rerr != nil {
+		return fmt.Errorf("kafkastore: spool %s cannot be read, so nothing is published; restart the process: %w", dir, *rerr)
+	}
 	if st.DiskError != nil {
 		hint := "check the disk"
 		if errors.Is(st.DiskError, syscall.ENOSPC) {

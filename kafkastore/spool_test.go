@@ -2,6 +2,7 @@ package kafkastore_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"net"
@@ -305,4 +306,78 @@ func TestSpoolWarnsOfOldRecords(t *testing.T) {
 	assert.GreaterOrEqual(t, age, 100*time.Millisecond)
 	time.Sleep(300 * time.Millisecond)
 	assert.Len(t, logs.entries(t, slog.LevelWarn, "spooled records are waiting for Kafka"), 1, "the warning repeats at most once a minute")
+}
+
+// TestSpoolDamagedUnderARunningStore: a frame the disk corrupts while the
+// Store runs stops the publisher at it, loudly (Ready says so), and loses
+// nothing before it; the next Store on the directory sets the damage
+// aside (quarantine) and publishes every other record.
+func TestSpoolDamagedUnderARunningStore(t *testing.T) {
+	addr, start := downBroker(t)
+	topic := kafkatest.Topic(t, "completed-damaged")
+	dir := t.TempDir()
+	first, err := kafkastore.New(memory.New(), kafkastore.WithBrokers(addr), kafkastore.WithTopic(topic), kafkastore.WithSpool(dir))
+	require.NoError(t, err)
+	store1 := func() {
+		_, err := first.Store(ctxT(t), activationtest.New("guest"), store.UserContext{})
+		require.NoError(t, err)
+	}
+	// The publisher reads the first record and waits for Kafka with it;
+	// the others wait in the file.
+	store1()
+	time.Sleep(200 * time.Millisecond)
+	const n = 40
+	for range n - 1 {
+		store1()
+	}
+	segs, err := filepath.Glob(filepath.Join(dir, "*.seg"))
+	require.NoError(t, err)
+	require.Len(t, segs, 1)
+	flipPayloadByte(t, segs[0], 20) // the 21st record
+
+	b := start()
+	require.Eventually(t, func() bool { return first.Ready() != nil }, 20*time.Second, 20*time.Millisecond,
+		"a damaged frame under a running Store does not show in Ready")
+	assert.Contains(t, first.Ready().Error(), "cannot be read")
+	offs, err := b.EndOffsets(ctxT(t), topic)
+	require.NoError(t, err)
+	var before int64
+	for _, o := range offs {
+		before += o
+	}
+	assert.EqualValues(t, 20, before, "every record before the damaged one is published, none after")
+	require.NoError(t, first.Close())
+
+	second := newSpooledStore(t, addr, topic, dir, memory.New())
+	waitPublished(t, second, b, topic, n-1)
+	st := second.Stats().Spool
+	assert.EqualValues(t, 1, st.CorruptFrames, "the damaged frame is counted")
+	assert.EqualValues(t, 1, st.Quarantined, "its segment is copied aside")
+	q, err := filepath.Glob(filepath.Join(dir, "quarantine", "*"))
+	require.NoError(t, err)
+	assert.Len(t, q, 1)
+}
+
+// flipPayloadByte flips a byte in the payload of frame k (from 0) of a
+// spool segment: frames are a 28-byte header, whose bytes 4–7 are the
+// payload's length, then the payload.
+func flipPayloadByte(t *testing.T, path string, k int) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	require.NoError(t, err)
+	defer f.Close()
+	var off int64
+	var h [28]byte
+	for range k {
+		_, err := f.ReadAt(h[:], off)
+		require.NoError(t, err)
+		off += 28 + int64(binary.LittleEndian.Uint32(h[4:8]))
+	}
+	var c [1]byte
+	_, err = f.ReadAt(c[:], off+28+10)
+	require.NoError(t, err)
+	c[0] ^= 0x40
+	_, err = f.WriteAt(c[:], off+28+10)
+	require.NoError(t, err)
+	require.NoError(t, f.Sync())
 }

@@ -112,6 +112,9 @@ func readFrames(g *segment, off, end int64, maxRecords, maxBytes int, acked uint
 	p, payload := int64(0), 0
 	for p+headerSize <= int64(len(buf)) {
 		h, ok := parseHeader(buf[p:])
+		if !ok && p > 0 {
+			break // deliver the frames before the damage; the next read stops at it
+		}
 		if !ok {
 			return nil, off, 0, 0, fmt.Errorf("spool: %s is damaged at offset %d (no frame where one was written): the disk corrupted it", g.path, off+p)
 		}
@@ -128,6 +131,9 @@ func readFrames(g *segment, off, end int64, maxRecords, maxBytes int, acked uint
 		}
 		body := buf[p+headerSize : p+fl : p+fl]
 		if crc32.Update(headerCRC(buf[p:]), castagnoli, body) != h.crc {
+			if p > 0 {
+				break
+			}
 			return nil, off, 0, 0, fmt.Errorf("spool: %s is damaged at offset %d (checksum mismatch): the disk corrupted it", g.path, off+p)
 		}
 		if h.seq <= acked {
