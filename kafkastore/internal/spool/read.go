@@ -84,8 +84,12 @@ func (s *Spool) readableLocked() (g *segment, off, end int64, ok bool) {
 			}
 		}
 		i := s.indexLocked(g)
-		if i < 0 || i+1 >= len(s.segs) {
-			return nil, 0, 0, false // the active segment: wait for more
+		if i < 0 || i+1 >= len(s.segs) || g.unsynced > 0 {
+			// The active segment, or one whose last groups await their
+			// sync (the writer may roll before the syncer covers them):
+			// moving on would skip them for good, and an Ack of a later
+			// record would pass them.
+			return nil, 0, 0, false
 		}
 		s.rseg, s.roff = s.segs[i+1], 0
 	}

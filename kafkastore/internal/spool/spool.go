@@ -123,15 +123,16 @@ type Stats struct {
 type extent struct{ start, end int64 }
 
 type segment struct {
-	first   uint64 // the name: every seq in the file is >= first
-	path    string
-	f       file
-	size    int64    // allocated size of the file
-	extents []extent // durable frames; more than one after mid-file damage
-	lastSeq uint64   // last durable seq, first-1 when none
-	written int64    // end of the frames written, synced or not
-	retired bool     // a write or sync failed: never written again
-	err     error    // the failed sync: never synced again
+	first    uint64 // the name: every seq in the file is >= first
+	path     string
+	f        file
+	size     int64    // allocated size of the file
+	extents  []extent // durable frames; more than one after mid-file damage
+	lastSeq  uint64   // last durable seq, first-1 when none
+	written  int64    // end of the frames written, synced or not
+	unsynced int      // groups written and not yet synced (or failed): the reader stays until 0
+	retired  bool     // a write or sync failed: never written again
+	err      error    // the failed sync: never synced again
 }
 
 func (g *segment) end() int64 {
@@ -389,6 +390,7 @@ func (s *Spool) writer() {
 		}
 		s.mu.Lock()
 		g.written = off + n
+		g.unsynced++
 		s.pending -= n
 		s.flights = append(s.flights, flight{g: g, off: off, n: n, first: first, batch: batch})
 		s.mu.Unlock()
@@ -461,10 +463,16 @@ func (s *Spool) syncFlights(g *segment, fl []flight) {
 		for _, f := range fl {
 			batch = append(batch, f.batch...)
 		}
+		s.mu.Lock()
+		g.unsynced -= len(fl)
+		close(s.dataCh) // a reader waiting on g may move on now
+		s.dataCh = make(chan struct{})
+		s.mu.Unlock()
 		s.fail(batch, err, true)
 		return
 	}
 	s.mu.Lock()
+	g.unsynced -= len(fl)
 	records := 0
 	for _, f := range fl {
 		if len(g.extents) > 0 && g.extents[len(g.extents)-1].end == f.off {
