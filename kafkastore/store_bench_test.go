@@ -2,7 +2,9 @@ package kafkastore_test
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -196,10 +198,9 @@ func BenchmarkStoreLatency(b *testing.B) {
 		p50 := make([]float64, len(pubs))
 		for j, p := range pubs {
 			slices.Sort(lat[j])
-			q := func(p float64) float64 { return float64(lat[j][int(p*float64(len(lat[j])-1))]) / 1e3 }
-			p50[j] = q(0.50)
-			b.ReportMetric(q(0.50), p.name+"-p50-µs")
-			b.ReportMetric(q(0.99), p.name+"-p99-µs")
+			p50[j] = quantileMicros(lat[j], 0.50)
+			b.ReportMetric(p50[j], p.name+"-p50-µs")
+			b.ReportMetric(quantileMicros(lat[j], 0.99), p.name+"-p99-µs")
 		}
 		for j := 1; j < len(pubs); j++ {
 			b.ReportMetric(p50[0]/p50[j], "p50-store/"+pubs[j].name)
@@ -256,7 +257,7 @@ func reportThroughput(b *testing.B, pubs []publisher) {
 		lo, hi := r*b.N/rounds, (r+1)*b.N/rounds
 		for k := range pubs {
 			j := (r + k) % len(pubs)
-			busy[j] += publishConcurrently(b, pubs[j], lo, hi)
+			busy[j] += publishConcurrently(b, pubs[j], benchCallers, lo, hi, nil)
 		}
 	}
 	b.StopTimer()
@@ -271,21 +272,26 @@ func reportThroughput(b *testing.B, pubs []publisher) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// publishConcurrently publishes records lo to hi-1 with p from
-// benchCallers goroutines and returns how long they took.
-func publishConcurrently(b *testing.B, p publisher, lo, hi int) time.Duration {
+// publishConcurrently publishes records lo to hi-1 with p from callers
+// goroutines and returns how long they took. With lat, record i's
+// latency goes to lat[i].
+func publishConcurrently(b *testing.B, p publisher, callers, lo, hi int, lat []time.Duration) time.Duration {
 	ctx := context.Background()
 	var next atomic.Int64
 	next.Store(int64(lo))
 	var wg sync.WaitGroup
-	errs := make(chan error, benchCallers)
+	errs := make(chan error, callers)
 	start := time.Now()
-	for range benchCallers {
+	for range callers {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < hi; i = int(next.Add(1) - 1) {
+				t0 := time.Now()
 				if err := p.publish(ctx, i); err != nil {
 					errs <- err
 					return
+				}
+				if lat != nil {
+					lat[i] = time.Since(t0)
 				}
 			}
 		})
@@ -297,4 +303,29 @@ func publishConcurrently(b *testing.B, p publisher, lo, hi int) time.Duration {
 		b.Fatalf("%s: %v", p.name, err)
 	}
 	return elapsed
+}
+
+// quantileMicros is the q quantile of sorted, in µs.
+func quantileMicros(sorted []time.Duration, q float64) float64 {
+	return float64(sorted[int(q*float64(len(sorted)-1))]) / 1e3
+}
+
+// sizedActivations returns n distinct activations whose records, as Store
+// encodes them (the value of the Kafka record), are size bytes: the
+// result carries the padding.
+func sizedActivations(b testing.TB, n, size int) []*store.Activation {
+	as := activations(b, n)
+	base := len(rawMessage(b, as[0]).Value)
+	for _, a := range as {
+		pad := size - base
+		for range 4 { // the encoding's length is linear in the padding's
+			a.Response.Result = json.RawMessage(`{"pad":"` + strings.Repeat("x", max(pad, 0)) + `"}`)
+			d := size - len(rawMessage(b, a).Value)
+			if d == 0 || pad+d < 0 {
+				break
+			}
+			pad += d
+		}
+	}
+	return as
 }

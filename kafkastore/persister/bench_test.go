@@ -18,6 +18,7 @@ import (
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/kafkastore"
 	"github.com/go-whisk/activationstore/primary/couchdb"
+	"github.com/go-whisk/activationstore/primary/memory"
 	"github.com/go-whisk/activationstore/store"
 )
 
@@ -78,9 +79,7 @@ func benchPersisterDrain(b *testing.B, br *kafkatest.Broker) {
 	values := make([][]byte, n)
 	docs := make([][]byte, n)
 	for i := range as {
-		as[i] = activationtest.New("guest")
-		as[i].ActivationID = randomActivationID()
-		as[i].Logs = []string{"2024-01-01T00:00:00.000Z stdout: hello", "2024-01-01T00:00:00.001Z stdout: world"}
+		as[i] = drainActivation()
 		values[i] = resultMessage(b, as[i])
 		d, err := codec.MarshalDocument(as[i], time.Now())
 		if err != nil {
@@ -228,17 +227,7 @@ func drain(b *testing.B, br *kafkatest.Broker, topic string, n int, withDesignDo
 		deleteDesignDocs(setup, b, base, db)
 	}
 	defer couchtest.DeleteDB(context.Background(), base, db) //nolint:errcheck // best effort: frees the test server's memory
-	p, err := New(couch, append([]Option{
-		kafkastore.WithBrokers(br.Addr()),
-		kafkastore.WithLogger(persisterTestLogger()),
-		WithGroupID(kafkatest.Topic(b, "bench")),
-		WithDeadLetterTopic(kafkatest.Topic(b, "dlq")),
-		WithTopicPattern(exactTopics(topic)),
-		WithGroupTimeouts(3*time.Second, 3*time.Second, 100*time.Millisecond),
-	}, opts...)...)
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := benchPersister(b, br, couch, topic, opts...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	cost := measure(b, n, func() {
@@ -251,6 +240,128 @@ func drain(b *testing.B, br *kafkatest.Broker, topic string, n int, withDesignDo
 		b.Fatal(err)
 	}
 	return cost
+}
+
+// benchPersister is the drain benchmarks' persister of topic into couch:
+// default batching, a fresh group.
+func benchPersister(b *testing.B, br *kafkatest.Broker, couch store.Store, topic string, opts ...Option) *Persister {
+	b.Helper()
+	p, err := New(couch, append([]Option{
+		kafkastore.WithBrokers(br.Addr()),
+		kafkastore.WithLogger(persisterTestLogger()),
+		WithGroupID(kafkatest.Topic(b, "bench")),
+		WithDeadLetterTopic(kafkatest.Topic(b, "dlq")),
+		WithTopicPattern(exactTopics(topic)),
+		WithGroupTimeouts(3*time.Second, 3*time.Second, 100*time.Millisecond),
+	}, opts...)...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// BenchmarkPersisterDrainFromStore measures the whole pipeline while
+// Kafka is healthy, with the Store's spool (WithSpool in b.TempDir()) and
+// without, in the same run: 64 callers store n records through a
+// kafkastore.Store (StoreBatch), as fast as it takes them, while a
+// persister with default batching drains the topic into the CouchDB test
+// server (databases without design documents, as BenchmarkPersisterDrain's
+// bare pair). Metrics of each: stored/s, what the callers saw, and
+// persisted/s, n over the time from the first Store until the persister
+// had taken every record; this process's CPU per record (Store, spool,
+// publisher, persister, and kfake when it is the broker); and
+// spool/nospool of persisted/s and of stored/s. The two alternate in order
+// between iterations. n is 20,000, 4,000 with -short. Run with
+// -benchtime=2x; sub-benchmarks kfake and apache.
+func BenchmarkPersisterDrainFromStore(b *testing.B) {
+	kafkatest.RunBrokers(b, func(b *testing.B, br *kafkatest.Broker) {
+		n := 20_000
+		if testing.Short() {
+			n = 4_000
+		}
+		var cost, stored [2]phaseCost // nospool, spool
+		for i := range b.N {
+			for k := range 2 {
+				spooled := (i+k)%2 == 1
+				c, s := drainFromStore(b, br, n, spooled)
+				j := 0
+				if spooled {
+					j = 1
+				}
+				b.Logf("iteration %d, spool %t: stored %.0f/s, persisted %s", i, spooled, s.rate(), c)
+				cost[j].add(c)
+				stored[j].add(s)
+			}
+		}
+		for j, name := range []string{"nospool", "spool"} {
+			b.ReportMetric(cost[j].rate(), name+"_persisted/s")
+			b.ReportMetric(stored[j].rate(), name+"_stored/s")
+			b.ReportMetric(cost[j].clientPerDoc(), name+"_process_µs/record")
+		}
+		b.ReportMetric(cost[1].rate()/cost[0].rate(), "persisted_spool/nospool")
+		b.ReportMetric(stored[1].rate()/stored[0].rate(), "stored_spool/nospool")
+	})
+}
+
+// drainFromStore stores n fresh records through a Store (with a spool or
+// without) while a persister drains them into a fresh database, and
+// returns what the whole took, to the last record persisted, and how long
+// the Stores took.
+func drainFromStore(b *testing.B, br *kafkatest.Broker, n int, spooled bool) (cost, stored phaseCost) {
+	b.Helper()
+	as := make([]*store.Activation, n)
+	for i := range as {
+		as[i] = drainActivation()
+	}
+	topic := kafkatest.Topic(b, "completed-store")
+	br.CreateTopic(b, topic, 4, nil)
+	base, db := couchtest.URL(b), couchtest.DBName(b)
+	setup, cancelSetup := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelSetup()
+	couch, err := couchdb.New(setup, base, db)
+	if err != nil {
+		b.Fatal(err)
+	}
+	deleteDesignDocs(setup, b, base, db)
+	defer couchtest.DeleteDB(context.Background(), base, db) //nolint:errcheck // best effort: frees the test server's memory
+	opts := []kafkastore.Option{kafkastore.WithBrokers(br.Addr()), kafkastore.WithTopic(topic), kafkastore.WithLogger(persisterTestLogger())}
+	if spooled {
+		opts = append(opts, kafkastore.WithSpool(b.TempDir()))
+	}
+	pub, err := kafkastore.New(memory.New(), opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pub.Close()
+	p := benchPersister(b, br, couch, topic)
+	stop := runPersister(b, p)
+	defer stop()
+	waitUntil(b, 30*time.Second, "the persister to join", func() bool { return len(p.Stats().Partitions) == 4 })
+	cost = measure(b, n, func() {
+		start := time.Now()
+		stored = measure(b, n, func() {
+			res, err := pub.StoreBatch(context.Background(), as, store.UserContext{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, r := range res {
+				if r.Err != nil {
+					b.Fatal(r.Err)
+				}
+			}
+		})
+		waitDrained(b, p, n, start)
+	})
+	return cost, stored
+}
+
+// drainActivation is an activation of the drain benchmarks: two log lines
+// and a random id, as OpenWhisk's (see BenchmarkPersisterDrain).
+func drainActivation() *store.Activation {
+	a := activationtest.New("guest")
+	a.ActivationID = randomActivationID()
+	a.Logs = []string{"2024-01-01T00:00:00.000Z stdout: hello", "2024-01-01T00:00:00.001Z stdout: world"}
+	return a
 }
 
 // waitDrained returns once p has taken n records.
