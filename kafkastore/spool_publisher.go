@@ -93,16 +93,7 @@ func (s *Store) spoolFailed(ctx context.Context, a *store.Activation, uc store.U
 	s.log.LogAttrs(ctx, slog.LevelError, "kafkastore: spool did not take the record",
 		slog.String("activationId", a.ActivationID), slog.String("namespace", a.Namespace),
 		slog.Bool("fallbackToPrimary", s.cfg.fallback), slog.Any("error", serr.Err))
-	if !s.cfg.fallback {
-		return store.DocInfo{}, serr
-	}
-	info, ferr := s.storePrimary(ctx, a, uc, "fallback")
-	if ferr != nil {
-		serr.FallbackErr = ferr
-		return store.DocInfo{}, serr
-	}
-	s.stats.fallbacks.Add(1)
-	return info, nil
+	return s.fallBack(ctx, a, uc, serr, &serr.FallbackErr)
 }
 
 func (p *spoolPublisher) run() {
@@ -227,12 +218,8 @@ func (p *spoolPublisher) send(tp *topicPublisher, msgs []kafka.Message) bool {
 				slog.String("topic", tp.topic), slog.Int("records", len(msgs)), slog.Int("attempt", attempt),
 				slog.Duration("failingFor", time.Since(firstFailure).Round(time.Millisecond)), slog.Any("error", writeCause(err)))
 		}
-		t := time.NewTimer(publisherBackoff.Wait(attempt))
-		select {
-		case <-p.ctx.Done():
-			t.Stop()
+		if !kafkaconn.Sleep(p.ctx, publisherBackoff.Wait(attempt)) {
 			return false
-		case <-t.C:
 		}
 	}
 }
@@ -275,12 +262,8 @@ func (p *spoolPublisher) oversize(tp *topicPublisher, msg kafka.Message) bool {
 			s.stats.oversizeToPrimary.Add(1)
 			return true
 		}
-		t := time.NewTimer(publisherBackoff.Wait(attempt))
-		select {
-		case <-p.ctx.Done():
-			t.Stop()
+		if !kafkaconn.Sleep(p.ctx, publisherBackoff.Wait(attempt)) {
 			return false
-		case <-t.C:
 		}
 	}
 }

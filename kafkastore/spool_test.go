@@ -228,7 +228,9 @@ func TestSpoolFullFallsBackToPrimary(t *testing.T) {
 	var fellBack *store.Activation
 	for i := 0; i < 1000 && fellBack == nil; i++ {
 		a := bigActivation(t, 100<<10)
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		// Half of it for the spool, half for the primary: room for a
+		// busy machine's scheduling.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_, err := s.Store(ctx, a, store.UserContext{})
 		cancel()
 		require.NoError(t, err, "Store %d with a fallback", i)

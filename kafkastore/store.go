@@ -311,13 +311,19 @@ func (s *Store) publishFailed(ctx context.Context, a *store.Activation, uc store
 	s.log.LogAttrs(ctx, slog.LevelError, "kafkastore: publish failed",
 		slog.String("activationId", a.ActivationID), slog.String("namespace", a.Namespace),
 		slog.Duration("elapsed", perr.Elapsed), slog.Bool("fallbackToPrimary", s.cfg.fallback), slog.Any("error", err))
+	return s.fallBack(ctx, a, uc, perr, &perr.FallbackErr)
+}
+
+// fallBack stores a in the primary when WithFallbackToPrimary is on, and
+// returns cause otherwise, or with the primary's error in *fallbackErr.
+func (s *Store) fallBack(ctx context.Context, a *store.Activation, uc store.UserContext, cause error, fallbackErr *error) (store.DocInfo, error) {
 	if !s.cfg.fallback {
-		return store.DocInfo{}, perr
+		return store.DocInfo{}, cause
 	}
 	info, ferr := s.storePrimary(ctx, a, uc, "fallback")
 	if ferr != nil {
-		perr.FallbackErr = ferr
-		return store.DocInfo{}, perr
+		*fallbackErr = ferr
+		return store.DocInfo{}, cause
 	}
 	s.stats.fallbacks.Add(1)
 	s.log.LogAttrs(ctx, slog.LevelWarn, "kafkastore: stored in the primary instead (fallback)",
