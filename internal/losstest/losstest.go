@@ -192,13 +192,21 @@ func ProduceJava(t testing.TB, addr, topic string, msgs []kafka.Message, codec k
 // end offsets of the moment of the call.
 func ReadTopic(t testing.TB, b *kafkatest.Broker, topic string) []kafka.Message {
 	t.Helper()
+	var out []kafka.Message
+	ScanTopic(t, b, topic, func(m kafka.Message) { out = append(out, m) })
+	return out
+}
+
+// ScanTopic is ReadTopic handing each record to fn rather than keeping
+// them all: for topics too large to hold.
+func ScanTopic(t testing.TB, b *kafkatest.Broker, topic string, fn func(kafka.Message)) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ends, err := b.EndOffsets(ctx, topic)
 	if err != nil {
 		t.Fatalf("losstest: end offsets of %s: %v", topic, err)
 	}
-	var out []kafka.Message
 	for part, end := range ends {
 		if end == 0 {
 			continue
@@ -213,14 +221,13 @@ func ReadTopic(t testing.TB, b *kafkatest.Broker, topic string) []kafka.Message 
 				_ = r.Close()
 				t.Fatalf("losstest: read %s/%d: %v", topic, part, err)
 			}
-			out = append(out, m)
+			fn(m)
 			if m.Offset >= end-1 {
 				break
 			}
 		}
 		_ = r.Close()
 	}
-	return out
 }
 
 // Committed returns the group's committed offset of each partition of
