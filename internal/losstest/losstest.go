@@ -201,7 +201,7 @@ func ReadTopic(t testing.TB, b *kafkatest.Broker, topic string) []kafka.Message 
 // them all: for topics too large to hold.
 func ScanTopic(t testing.TB, b *kafkatest.Broker, topic string, fn func(kafka.Message)) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	ends, err := b.EndOffsets(ctx, topic)
 	if err != nil {
@@ -211,16 +211,20 @@ func ScanTopic(t testing.TB, b *kafkatest.Broker, topic string, fn func(kafka.Me
 		if end == 0 {
 			continue
 		}
+		// Fetches of 1 MiB: a reader whose fetch response takes longer
+		// than its batch timeout to read (10 s: 16 MiB from kfake under
+		// the race detector) fetches it again, for ever.
 		r := kafka.NewReader(kafka.ReaderConfig{
 			Brokers: []string{b.Addr()}, Topic: topic, Partition: part,
-			MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 100 * time.Millisecond,
+			MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 100 * time.Millisecond,
 		})
-		for {
+		for next := int64(0); ; {
 			m, err := r.ReadMessage(ctx)
 			if err != nil {
 				_ = r.Close()
-				t.Fatalf("losstest: read %s/%d: %v", topic, part, err)
+				t.Fatalf("losstest: read %s/%d at offset %d of %d: %v", topic, part, next, end, err)
 			}
+			next = m.Offset + 1
 			fn(m)
 			if m.Offset >= end-1 {
 				break

@@ -29,8 +29,9 @@ import (
 // one-node Apache cluster, SIGKILLed and restarted on its data.
 type switchedKafka struct {
 	*kafkatest.Broker
-	apache bool
-	down   atomic.Bool
+	apache  bool
+	down    atomic.Bool
+	retired atomic.Bool // kfake: the control function drops itself
 }
 
 func startSwitchedKafka(t *testing.T) *switchedKafka {
@@ -50,6 +51,10 @@ func startSwitchedKafka(t *testing.T) *switchedKafka {
 	k.Broker = kafkatest.StartFake(t)
 	c := k.Cluster()
 	c.Control(func(kmsg.Request) (kmsg.Response, error, bool) {
+		if k.retired.Load() {
+			c.DropControl()
+			return nil, nil, false
+		}
 		c.KeepControl()
 		if k.down.Load() {
 			return nil, errors.New("losstest: Kafka is down"), true
@@ -82,6 +87,14 @@ func (k *switchedKafka) Up(ctx context.Context, t *testing.T) {
 		}
 	}
 	k.down.Store(false)
+}
+
+// UpForGood brings Kafka back for the rest of the test: kfake then serves
+// requests as it does without the switch.
+func (k *switchedKafka) UpForGood(ctx context.Context, t *testing.T) {
+	t.Helper()
+	k.Up(ctx, t)
+	k.retired.Store(true)
 }
 
 // IsDown reports whether Kafka is down.
@@ -233,7 +246,7 @@ func TestSpoolKafkaDownUntilFull(t *testing.T) {
 		t.Errorf("Stats with Kafka down: published %d, spooled records %d, spool failures %d; want 0, %d, 1", full1.Published, full1.Spool.Records, full1.SpoolFailures, stored)
 	}
 
-	k.Up(ctx, t)
+	k.UpForGood(ctx, t)
 	up := time.Now()
 	waitFor(t, 2*time.Minute, "the spool to drain into Kafka", func() bool { return s.Stats().Spool.Records == 0 })
 	drained := time.Since(up)

@@ -265,7 +265,7 @@ func TestSpoolSurvivesKillNine(t *testing.T) {
 	)
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, seed>>7))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 
 	k := startSwitchedKafka(t)
@@ -292,7 +292,7 @@ func TestSpoolSurvivesKillNine(t *testing.T) {
 		lives = append(lives, l)
 	}
 	killing := time.Since(began)
-	k.Up(ctx, t)
+	k.UpForGood(ctx, t)
 	cfg.Life, cfg.Drain = kills, true
 	last := startSpoolLife(t, cfg, false)
 	last.waitOpen(t)
@@ -360,6 +360,8 @@ func TestSpoolSurvivesKillNine(t *testing.T) {
 	// Kafka: every acknowledged activation, some twice.
 	inKafka := map[int]int{}
 	records, foreign := 0, 0
+	t.Logf("drained in %v; scanning %s", drainTook.Round(time.Millisecond), topic)
+	scanStart := time.Now()
 	ScanTopic(t, k.Broker, topic, func(m kafka.Message) {
 		records++
 		r, i, ok := Index(string(m.Key))
@@ -370,6 +372,7 @@ func TestSpoolSurvivesKillNine(t *testing.T) {
 		inKafka[i]++
 	})
 	duplicates := records - foreign - len(inKafka)
+	t.Logf("scanned %d records in %v", records, time.Since(scanStart).Round(time.Millisecond))
 	lostInKafka := 0
 	for i := range acked {
 		if inKafka[i] == 0 {
@@ -385,11 +388,14 @@ func TestSpoolSurvivesKillNine(t *testing.T) {
 
 	// CouchDB: everything in Kafka, once.
 	persistStart := time.Now()
-	couchURL, db, persisted, conflicts := drainTopic(ctx, t, k.Broker, topic, 5*time.Minute)
+	// CouchDB takes some 5,000 documents a second on 2 CPUs: a minute
+	// for every 100,000 records, at least 5.
+	within := max(5*time.Minute, time.Duration(records/100_000)*time.Minute)
+	couchURL, db, persisted, conflicts := drainTopic(ctx, t, k.Broker, topic, within)
 	persistTook := time.Since(persistStart)
 	inCouch := map[int]bool{}
 	couchDup, couchForeign := 0, 0
-	for _, id := range listDocIDs(ctx, t, couchURL, db, 2*time.Minute) {
+	for _, id := range listDocIDs(ctx, t, couchURL, db, within) {
 		ns, aid, _ := strings.Cut(id, "/")
 		r, i, ok := Index(aid)
 		switch {
