@@ -44,6 +44,7 @@ type failoverFault struct {
 	ended                                              time.Time // restarted node in sync
 	probeLongest                                       time.Duration
 	multiLongest, singleLongest                        time.Duration
+	electionLongest                                    time.Duration // of the calls that overlapped [killed, killed+recovered]
 	multiCalls, singleCalls, errs                      int
 	worstExcess                                        map[string]storeCall // by topic: the call that waited longest past max(begin, recovered)
 	load                                               string
@@ -96,7 +97,24 @@ type storeCall struct {
 // committing past the end offsets seen at the election (its lag then back
 // to 0) within 5 s of the election. Both timing bounds grow with the load
 // of a machine busier than two runnable threads per CPU (loadSlack).
-func TestFailoverWithoutRetries(t *testing.T) {
+func TestFailoverWithoutRetries(t *testing.T) { runFailover(t, false) }
+
+// TestFailoverWithoutRetries with a spool under each Store (WithSpool, a
+// directory per Store): the same faults, callers and persisters, and the
+// same assertions, and beyond them: no Store call that overlaps an
+// election (from the kill until the victim's partitions are led elsewhere
+// and it is out of every ISR, seconds in which every acks=all producer
+// waits) takes more than 50 ms, a local group commit's time: the
+// publisher, not the caller, waits out the election. Through the rest of
+// the fault, while the victim restarts and its JVM recovers its logs on
+// the same disk, a call may also wait for the disk: none takes more than
+// 50 ms plus twice the slowest fdatasync of the run (a call waits for the
+// group commit in progress, then its own). The 50 ms grow with the load
+// as the other bounds (loadSlack).
+func TestFailoverWithSpool(t *testing.T) { runFailover(t, true) }
+
+// runFailover runs TestFailoverWithoutRetries, its Stores spooled or not.
+func runFailover(t *testing.T, spooled bool) {
 	const (
 		partitions    = 8
 		multiCallers  = 16
@@ -104,6 +122,9 @@ func TestFailoverWithoutRetries(t *testing.T) {
 		pace          = 5 * time.Millisecond // each caller's pause between Stores
 		baseExcess    = 2 * time.Second      // on a quiet machine
 		baseLagZero   = 5 * time.Second
+		// A spooled Store's longest call through a fault: a group commit's
+		// write and fdatasync, on a quiet machine.
+		baseSpoolCall = 50 * time.Millisecond
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -122,15 +143,23 @@ func TestFailoverWithoutRetries(t *testing.T) {
 			t.Logf("Stores' log (tail):\n%s\npersisters' log (tail):\n%s", storeLog.Tail(60), persisterLog.Tail(60))
 		}
 	}()
-	// Default options but for the topic and how to create it.
+	// Default options but for the topic and how to create it, and the
+	// spool.
 	newStore := func(topic string, parts int) *kafkastore.Store {
-		s, err := kafkastore.New(memory.New(),
+		opts := []kafkastore.Option{
 			kafkastore.WithBrokers(b.Addrs()...),
 			kafkastore.WithTopic(topic),
 			kafkastore.WithTopicPartitions(parts),
 			kafkastore.WithTopicReplicationFactor(3),
 			kafkastore.WithLogger(slog.New(slog.NewTextHandler(&storeLog, &slog.HandlerOptions{Level: slog.LevelWarn})).With("topic", topic)),
-		)
+		}
+		if spooled {
+			opts = append(opts, kafkastore.WithSpool(t.TempDir()))
+			// A spooled Store creates its topic on its first publish:
+			// the cluster's defaults are the same (3 replicas, 2 in sync).
+			b.CreateTopic(t, topic, parts, nil)
+		}
+		s, err := kafkastore.New(memory.New(), opts...)
 		if err != nil {
 			t.Fatalf("kafkastore.New(%s): %v", topic, err)
 		}
@@ -263,6 +292,11 @@ func TestFailoverWithoutRetries(t *testing.T) {
 	wg.Wait()
 	total := int(next.Load())
 
+	if spooled {
+		waitFor(t, 2*time.Minute, "the spools to drain into Kafka", func() bool {
+			return sMulti.Stats().Spool.Records == 0 && sSingle.Stats().Spool.Records == 0
+		})
+	}
 	waitFor(t, 3*time.Minute, "the group to commit to the end of both topics", func() bool {
 		for topic := range topics {
 			lag, err := groupLagAt(ctx, b, live(0), group, topic)
@@ -306,6 +340,9 @@ func TestFailoverWithoutRetries(t *testing.T) {
 				if c.err != nil {
 					f.errs++
 				}
+				if !c.begin.After(f.killed.Add(f.recovered)) {
+					f.electionLongest = max(f.electionLongest, c.took)
+				}
 				if topic == multi {
 					f.multiCalls++
 					f.multiLongest = max(f.multiLongest, c.took)
@@ -325,8 +362,8 @@ func TestFailoverWithoutRetries(t *testing.T) {
 	if allErrs > 0 {
 		t.Errorf("%d Store errors with callers that do not retry (want 0); first: %s", allErrs, strings.Join(errSamples, "; "))
 	}
-	if stMulti.PublishFailures+stSingle.PublishFailures != 0 {
-		t.Errorf("Stats.PublishFailures: %d + %d, want 0", stMulti.PublishFailures, stSingle.PublishFailures)
+	if stMulti.PublishFailures+stSingle.PublishFailures != 0 || stMulti.SpoolFailures+stSingle.SpoolFailures != 0 {
+		t.Errorf("Stats.PublishFailures: %d + %d, SpoolFailures: %d + %d; want 0", stMulti.PublishFailures, stSingle.PublishFailures, stMulti.SpoolFailures, stSingle.SpoolFailures)
 	}
 
 	// Nothing lost: every acknowledged record is in CouchDB once.
@@ -360,15 +397,18 @@ func TestFailoverWithoutRetries(t *testing.T) {
 	// and callers wait for a CPU too: the bounds grow in proportion,
 	// and the summary says so.
 	slack := loadSlack()
-	maxExcess, maxLagZero := time.Duration(float64(baseExcess)*slack), time.Duration(float64(baseLagZero)*slack)
+	scale := func(d time.Duration) time.Duration { return time.Duration(float64(d) * slack) }
+	maxExcess, maxLagZero, maxSpoolCall := scale(baseExcess), scale(baseLagZero), scale(baseSpoolCall)
+	// A call waits for the group commit in progress, then its own.
+	slowestSync := max(stMulti.Spool.SyncLatency.Max, stSingle.Spool.SyncLatency.Max)
 	names := map[string]string{multi: fmt.Sprintf("%d-partition topic", partitions), single: "single-partition topic"}
 	var report []string
 	for k, f := range faults {
 		report = append(report, fmt.Sprintf("fault %d [%s: node %d, it led %v; load %s]: Store errors %d; longest Store call %v on %d-partition topic (%d calls), %v on single-partition topic (%d calls); "+
-			"raw acks=all producer's longest call %v; election (victim's partitions all led elsewhere) %v, victim out of every ISR %v, new quorum leader %v; "+
+			"longest Store call overlapping the election %v; raw acks=all producer's longest call %v; election (victim's partitions all led elsewhere) %v, victim out of every ISR %v, new quorum leader %v; "+
 			"longest wait past max(start, recovery at %v): %s; group past the election's end offsets (lag 0) %v after the election; restart took %v",
 			k+1, f.name, f.victim, f.led, f.load, f.errs, f.multiLongest.Round(time.Millisecond), partitions, f.multiCalls, f.singleLongest.Round(time.Millisecond), f.singleCalls,
-			f.probeLongest.Round(time.Millisecond), f.elected.Round(time.Millisecond), f.isrShrunk.Round(time.Millisecond), fmtDur(f.controller),
+			f.electionLongest.Round(time.Millisecond), f.probeLongest.Round(time.Millisecond), f.elected.Round(time.Millisecond), f.isrShrunk.Round(time.Millisecond), fmtDur(f.controller),
 			f.recovered.Round(time.Millisecond), f.describe(names), fmtDur(f.lagZero-f.elected), f.restart.Round(time.Millisecond)))
 		for topic, c := range f.worstExcess {
 			if f.excess(c) > maxExcess {
@@ -376,14 +416,29 @@ func TestFailoverWithoutRetries(t *testing.T) {
 					k+1, f.name, names[topic], f.excess(c).Round(time.Millisecond), f.recovered.Round(time.Millisecond), maxExcess)
 			}
 		}
+		if spooled && f.electionLongest > maxSpoolCall {
+			t.Errorf("fault %d (%s): a spooled Store overlapping the election (the %v from the kill to the victim's partitions led elsewhere and out of every ISR) took %v; want none over %v",
+				k+1, f.name, f.recovered.Round(time.Millisecond), f.electionLongest.Round(time.Millisecond), maxSpoolCall)
+		}
+		if longest := max(f.multiLongest, f.singleLongest); spooled && longest > maxSpoolCall+2*slowestSync {
+			t.Errorf("fault %d (%s): a spooled Store took %v (longest on the %s %v, on the %s %v); want none over %v plus twice the slowest fdatasync (%v): the disk's time, not Kafka's",
+				k+1, f.name, longest.Round(time.Millisecond), names[multi], f.multiLongest.Round(time.Millisecond), names[single], f.singleLongest.Round(time.Millisecond), maxSpoolCall, slowestSync.Round(time.Millisecond))
+		}
 		if f.lagZero < 0 {
 			t.Errorf("fault %d (%s): the group never committed past the end offsets seen at the election", k+1, f.name)
 		} else if d := f.lagZero - f.elected; d > maxLagZero {
 			t.Errorf("fault %d (%s): the group committed past the end offsets seen at the election %v after it, want within %v", k+1, f.name, d.Round(time.Millisecond), maxLagZero)
 		}
 	}
-	t.Logf("SUMMARY %s: records=%d (callers %d+%d, no retries), Store errors %d, resent records %d+%d; persisted=%d conflicts=%d; drained in %v; bounds ×%.1f for the load (%s on %d CPUs): wait past recovery ≤ %v, lag 0 ≤ %v after the election; %s",
-		t.Name(), total, multiCallers, singleCallers, allErrs, stMulti.PublishRetries, stSingle.PublishRetries, persisted, conflicts,
+	spool := "no spool"
+	if spooled {
+		spool = fmt.Sprintf("spooled: Store latency p99 %v max %v (fdatasync p99 %v max %v), publish errors %d+%d, longest call overlapping an election ≤ %v, through a fault ≤ %v",
+			max(stMulti.SpoolLatency.P99, stSingle.SpoolLatency.P99).Round(time.Microsecond), max(stMulti.SpoolLatency.Max, stSingle.SpoolLatency.Max).Round(time.Microsecond),
+			max(stMulti.Spool.SyncLatency.P99, stSingle.Spool.SyncLatency.P99).Round(time.Microsecond), max(stMulti.Spool.SyncLatency.Max, stSingle.Spool.SyncLatency.Max).Round(time.Microsecond),
+			stMulti.Spool.PublishErrors, stSingle.Spool.PublishErrors, maxSpoolCall, maxSpoolCall+2*slowestSync)
+	}
+	t.Logf("SUMMARY %s: records=%d (callers %d+%d, no retries), Store errors %d, resent records %d+%d; %s; persisted=%d conflicts=%d; drained in %v; bounds ×%.1f for the load (%s on %d CPUs): wait past recovery ≤ %v, lag 0 ≤ %v after the election; %s",
+		t.Name(), total, multiCallers, singleCallers, allErrs, stMulti.PublishRetries, stSingle.PublishRetries, spool, persisted, conflicts,
 		drained.Round(time.Millisecond), slack, loadAverage(), runtime.NumCPU(), maxExcess, maxLagZero, strings.Join(report, "; "))
 }
 

@@ -192,35 +192,46 @@ func ProduceJava(t testing.TB, addr, topic string, msgs []kafka.Message, codec k
 // end offsets of the moment of the call.
 func ReadTopic(t testing.TB, b *kafkatest.Broker, topic string) []kafka.Message {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	var out []kafka.Message
+	ScanTopic(t, b, topic, func(m kafka.Message) { out = append(out, m) })
+	return out
+}
+
+// ScanTopic is ReadTopic handing each record to fn rather than keeping
+// them all: for topics too large to hold.
+func ScanTopic(t testing.TB, b *kafkatest.Broker, topic string, fn func(kafka.Message)) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	ends, err := b.EndOffsets(ctx, topic)
 	if err != nil {
 		t.Fatalf("losstest: end offsets of %s: %v", topic, err)
 	}
-	var out []kafka.Message
 	for part, end := range ends {
 		if end == 0 {
 			continue
 		}
+		// Fetches of 1 MiB: a reader whose fetch response takes longer
+		// than its batch timeout to read (10 s: 16 MiB from kfake under
+		// the race detector) fetches it again, for ever.
 		r := kafka.NewReader(kafka.ReaderConfig{
 			Brokers: []string{b.Addr()}, Topic: topic, Partition: part,
-			MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 100 * time.Millisecond,
+			MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 100 * time.Millisecond,
 		})
-		for {
+		for next := int64(0); ; {
 			m, err := r.ReadMessage(ctx)
 			if err != nil {
 				_ = r.Close()
-				t.Fatalf("losstest: read %s/%d: %v", topic, part, err)
+				t.Fatalf("losstest: read %s/%d at offset %d of %d: %v", topic, part, next, end, err)
 			}
-			out = append(out, m)
+			next = m.Offset + 1
+			fn(m)
 			if m.Offset >= end-1 {
 				break
 			}
 		}
 		_ = r.Close()
 	}
-	return out
 }
 
 // Committed returns the group's committed offset of each partition of

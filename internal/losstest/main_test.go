@@ -14,10 +14,14 @@ import (
 
 // TestMain stops the shared test servers (CouchDB, and Apache Kafka under
 // KAFKATEST=apache) with the test binary. Started with brokerChildEnv set,
-// the binary is a broker process instead (see startBrokerProcess).
+// the binary is a broker process instead (see startBrokerProcess); with
+// spoolChildEnv, a Store process (see TestSpoolSurvivesKillNine).
 func TestMain(m *testing.M) {
 	if os.Getenv(brokerChildEnv) != "" {
 		os.Exit(runBrokerChild())
+	}
+	if cfg := os.Getenv(spoolChildEnv); cfg != "" {
+		os.Exit(runSpoolChild(cfg))
 	}
 	code := m.Run()
 	kafkatest.Stop()
