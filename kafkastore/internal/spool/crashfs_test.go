@@ -38,7 +38,6 @@ type inode struct {
 	synced  []byte
 	syncs   int // Sync calls reaching it
 	writes  int // WriteAt calls reaching it
-	retired bool
 }
 
 var errCrashed = errors.New("crashfs: the machine crashed")
