@@ -32,12 +32,12 @@ type crashFS struct {
 }
 
 type inode struct {
-	id      int
-	path    string // the name it was created under
-	data    []byte
-	synced  []byte
-	syncs   int // Sync calls reaching it
-	writes  int // WriteAt calls reaching it
+	id     int
+	path   string // the name it was created under
+	data   []byte
+	synced []byte
+	syncs  int // Sync calls reaching it
+	writes int // WriteAt calls reaching it
 }
 
 var errCrashed = errors.New("crashfs: the machine crashed")
