@@ -20,6 +20,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/go-whisk/activationstore/internal/childproc"
+	"github.com/go-whisk/activationstore/internal/couchtest"
 	"github.com/go-whisk/activationstore/internal/kafkatest"
 	"github.com/go-whisk/activationstore/internal/logtest"
 	"github.com/go-whisk/activationstore/internal/testvolume"
@@ -421,8 +422,15 @@ func TestSpoolSurvivesKillNine(t *testing.T) {
 		t.Errorf("CouchDB: %d of %d acknowledged activations missing; %d activations of the %d in Kafka; %d twice, %d not in Kafka",
 			lostInCouch, len(acked), len(inCouch), len(inKafka), couchDup, couchForeign)
 	}
-	if persisted != int64(len(inKafka)) {
-		t.Errorf("persisted %d documents; want one per activation in Kafka, %d", persisted, len(inKafka))
+	// On a CouchDB cluster a duplicate may meet its document on some
+	// copies only: the write is byte-identical, so it makes the same
+	// revision where it is missing and is answered as written, and counts
+	// as persisted (the database still holds each once: checked above).
+	kind, _ := couchtest.Selected()
+	exact := kind != couchtest.Cluster && kind != couchtest.External
+	if persisted+conflicts != int64(records) || persisted < int64(len(inKafka)) || (exact && persisted != int64(len(inKafka))) {
+		t.Errorf("persisted %d documents and %d duplicates; want one per activation in Kafka, %d (at least, on a cluster), and the %d records in all",
+			persisted, conflicts, len(inKafka), records)
 	}
 
 	t.Logf("SUMMARY %s (Kafka %s, volume %s): %d SIGKILLs survived (%d with Kafka up, %d down) in %v; acknowledged %d activations, %d in Kafka as %d records (scanned in %v): "+
